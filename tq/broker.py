@@ -1,0 +1,138 @@
+"""The client side of the broker: connections and publishing task messages."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from kombu import Connection, Exchange, Producer, Queue
+
+from . import topology
+from .errors import BrokerUnavailable, ConfigError
+from .protocol import TaskMessage
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+#: kombu's transport aliases that tq registers itself (the embedded broker).
+EMBEDDED_SCHEMES = ("sqlite",)
+
+
+def default_broker_url(conf: Settings) -> str:
+    """Return the configured broker URL, or the embedded broker in the data directory."""
+    url = conf.broker_url
+    if url:
+        return str(url)
+    return f"sqlite:///{conf.data_dir() / 'broker.db'}"
+
+
+def make_connection(conf: Settings, url: str | None = None) -> Connection:
+    """Return a new (lazy) kombu Connection to the broker."""
+    url = url or default_broker_url(conf)
+    scheme = url.split("://", 1)[0]
+    if scheme in EMBEDDED_SCHEMES:
+        from .transports import register_transports
+
+        register_transports()
+    try:
+        return Connection(
+            url,
+            transport_options=dict(conf.broker_transport_options or {}),
+            connect_timeout=conf.broker_connection_timeout,
+            heartbeat=conf.broker_heartbeat or 0,
+        )
+    except (KeyError, ImportError, ValueError) as exc:
+        raise ConfigError(f"cannot use broker URL {mask_url(url)!r}: {exc}") from None
+
+
+def mask_url(url: str) -> str:
+    """Return the URL with its password replaced by **."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, _, location = rest.rpartition("@")
+    if ":" in credentials:
+        user = credentials.split(":", 1)[0]
+        credentials = f"{user}:**"
+    return f"{scheme}://{credentials}@{location}"
+
+
+class Publisher:
+    """Publishes task messages; one connection and producer per thread and process."""
+
+    def __init__(self, conf: Settings) -> None:
+        self.conf = conf
+        self._local = threading.local()
+
+    def _producer(self) -> tuple[Producer, set[str]]:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.pid = os.getpid()
+            local.connection = make_connection(self.conf)
+            local.producer = None
+            local.declared = set()
+        if local.producer is None:
+            local.producer = Producer(local.connection, auto_declare=False)
+        return local.producer, local.declared
+
+    @property
+    def connection(self) -> Connection:
+        """The calling thread's publishing connection."""
+        self._producer()
+        return self._local.connection
+
+    def publish(
+        self,
+        message: TaskMessage,
+        *,
+        queue: Queue,
+        exchange: str | Exchange | None = None,
+        routing_key: str | None = None,
+        retry: bool = True,
+        retry_policy: dict[str, Any] | None = None,
+        before_publish: Any = None,
+    ) -> None:
+        """Publish one task message to its queue, declaring the queue the first time."""
+        producer, declared = self._producer()
+        conf = self.conf
+        declare = [] if queue.name in declared else [queue]
+        if exchange is None and routing_key is None and queue.exchange.type == "direct":
+            # Celery publishes to the nameless exchange with the queue as key.
+            exchange_name: str | Exchange = topology.DEFAULT_EXCHANGE
+            key = queue.name
+        else:
+            exchange_name = exchange if exchange is not None else queue.exchange
+            key = routing_key or queue.routing_key
+        properties = dict(message.properties)
+        expiration_ms = properties.pop("expiration", None)
+        if before_publish is not None:
+            before_publish(producer)
+        try:
+            producer.publish(
+                list(message.body),
+                exchange=exchange_name,
+                routing_key=key,
+                headers=message.headers,
+                declare=declare,
+                serializer=conf.task_serializer,
+                compression=conf.task_compression,
+                delivery_mode=conf.task_default_delivery_mode,
+                expiration=int(expiration_ms) / 1000.0 if expiration_ms is not None else None,
+                retry=retry,
+                retry_policy=retry_policy or conf.task_publish_retry_policy,
+                **properties,
+            )
+        except producer.connection.connection_errors as exc:
+            self._local.producer = None
+            raise BrokerUnavailable(
+                f"cannot publish to broker {mask_url(producer.connection.as_uri())}: {exc}"
+            ) from exc
+        declared.add(queue.name)
+
+    def close(self) -> None:
+        """Close the calling thread's connection."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.release()
+        self._local.__dict__.clear()

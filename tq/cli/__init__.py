@@ -1,0 +1,1 @@
+"""The `tq` command line: thin click commands over the library."""

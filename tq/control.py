@@ -1,0 +1,90 @@
+"""Remote-control client: broadcast commands to workers over the pidbox mailbox."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kombu.pidbox import Mailbox
+
+if TYPE_CHECKING:
+    from .app import App
+
+#: Seconds a broadcast waits for replies unless told otherwise (Celery's default).
+DEFAULT_TIMEOUT_S = 1.0
+
+#: Celery's pidbox queue lifetimes: a worker's queue keeps commands 300 s and
+#: disappears 10 s after its worker; a client's reply queue likewise.
+CONTROL_QUEUE_TTL_S = 300.0
+CONTROL_QUEUE_EXPIRES_S = 10.0
+REPLY_QUEUE_EXPIRES_S = 10.0
+
+
+def make_mailbox(app: App) -> Mailbox:
+    """Return the app's pidbox mailbox (fanout exchange `<control_exchange>.pidbox`)."""
+    conf = app.conf
+    return Mailbox(
+        conf.control_exchange,
+        type="fanout",
+        accept=list(conf.accept_content),
+        serializer="json",
+        queue_ttl=CONTROL_QUEUE_TTL_S,
+        queue_expires=CONTROL_QUEUE_EXPIRES_S,
+        reply_queue_expires=REPLY_QUEUE_EXPIRES_S,
+    )
+
+
+class Control:
+    """Send remote-control commands to workers and collect their replies."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.mailbox = make_mailbox(app)
+
+    def broadcast(
+        self,
+        command: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        destination: list[str] | tuple[str, ...] | None = None,
+        reply: bool = False,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]] | None:
+        """Send a command to every worker (or those in `destination`); return replies if asked."""
+        if isinstance(destination, str):
+            destination = [part for part in destination.split(",") if part]
+        with self.app.broker_connection() as connection:
+            mailbox = self.mailbox(connection)
+            return mailbox._broadcast(
+                command,
+                arguments,
+                destination=list(destination) if destination else None,
+                reply=reply,
+                timeout=timeout,
+                limit=limit,
+            )
+
+    def revoke(
+        self,
+        task_id: str | list[str],
+        *,
+        terminate: bool = False,
+        signal: str | None = None,
+        reply: bool = False,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        destination: list[str] | None = None,
+    ) -> list[dict[str, Any]] | None:
+        """Tell workers never to run these task ids (and kill them if running, with terminate)."""
+        return self.broadcast(
+            "revoke",
+            {"task_id": task_id, "terminate": terminate, "signal": signal or "SIGTERM"},
+            destination=destination,
+            reply=reply,
+            timeout=timeout,
+        )
+
+    def ping(
+        self, *, destination: list[str] | None = None, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> list[dict[str, Any]]:
+        """Ask workers for `pong`; return one {node: reply} dict per worker that answered."""
+        return self.broadcast("ping", destination=destination, reply=True, timeout=timeout) or []

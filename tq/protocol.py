@@ -1,0 +1,340 @@
+"""Celery 5 message protocol v2: build and parse task messages, result meta, exceptions."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import reprlib
+import socket
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import errors, states
+
+#: argsrepr, kwargsrepr and event reprs are cut to this many characters, as Celery does.
+REPR_MAX_CHARS = 1024
+
+_EMBED_KEYS = ("callbacks", "errbacks", "chain", "chord")
+
+#: tq errors that have a Celery twin, named as Celery names them on the wire so
+#: Celery clients rebuild their own classes and tq clients rebuild tq's.
+_WIRE_NAMES: dict[type[BaseException], tuple[str, str]] = {
+    errors.WorkerLostError: ("billiard.exceptions", "WorkerLostError"),
+    errors.TimeLimitExceeded: ("billiard.exceptions", "TimeLimitExceeded"),
+    errors.SoftTimeLimitExceeded: ("billiard.exceptions", "SoftTimeLimitExceeded"),
+    errors.TaskRevokedError: ("celery.exceptions", "TaskRevokedError"),
+    errors.ChordError: ("celery.exceptions", "ChordError"),
+    errors.MaxRetriesExceededError: ("celery.exceptions", "MaxRetriesExceededError"),
+    errors.NotRegistered: ("celery.exceptions", "NotRegistered"),
+    errors.Retry: ("celery.exceptions", "Retry"),
+    errors.Reject: ("celery.exceptions", "Reject"),
+    errors.TimeoutError: ("celery.exceptions", "TimeoutError"),
+}
+_FROM_WIRE = {wire: cls for cls, wire in _WIRE_NAMES.items()}
+
+
+def utcnow() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def to_iso(moment: datetime | None) -> str | None:
+    """Format an aware datetime as ISO-8601 with its offset."""
+    return moment.isoformat() if moment is not None else None
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    """Read an ISO-8601 time; a time without offset is taken as UTC."""
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+_repr = reprlib.Repr()
+_repr.maxstring = 256
+_repr.maxother = 256
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 64
+_repr.maxlevel = 6
+
+
+def saferepr(value: Any, limit: int = REPR_MAX_CHARS) -> str:
+    """Return a repr that never raises and never exceeds `limit` characters."""
+    try:
+        text = _repr.repr(value)
+    except Exception as exc:  # a broken __repr__ must not fail the task
+        text = f"<unrepresentable {type(value).__name__}: {exc!r}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def origin_name() -> str:
+    """Return the node name a client puts in `origin`: gen<pid>@<host>."""
+    return f"gen{os.getpid()}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class TaskMessage:
+    """A task message ready to publish: headers, body and AMQP properties."""
+
+    headers: dict[str, Any]
+    body: tuple[list[Any], dict[str, Any], dict[str, Any]]
+    properties: dict[str, Any]
+
+    @property
+    def task_id(self) -> str:
+        return self.headers["id"]
+
+
+def build_task_message(
+    *,
+    task_id: str,
+    name: str,
+    args: list[Any] | tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    eta: datetime | None = None,
+    expires: datetime | None = None,
+    retries: int = 0,
+    time_limit: float | None = None,
+    soft_time_limit: float | None = None,
+    group_id: str | None = None,
+    group_index: int | None = None,
+    root_id: str | None = None,
+    parent_id: str | None = None,
+    origin: str | None = None,
+    ignore_result: bool = False,
+    shadow: str | None = None,
+    callbacks: list[dict[str, Any]] | None = None,
+    errbacks: list[dict[str, Any]] | None = None,
+    chain: list[dict[str, Any]] | None = None,
+    chord: dict[str, Any] | None = None,
+    reply_to: str | None = None,
+    priority: int | None = None,
+    extra_headers: dict[str, Any] | None = None,
+    replaced_task_nesting: int = 0,
+) -> TaskMessage:
+    """Build a protocol v2 task message, field for field as Celery 5 sends it."""
+    args = list(args)
+    kwargs = dict(kwargs or {})
+    headers: dict[str, Any] = {
+        "lang": "py",
+        "task": name,
+        "id": task_id,
+        "shadow": shadow,
+        "eta": to_iso(eta),
+        "expires": to_iso(expires),
+        "group": group_id,
+        "group_index": group_index,
+        "retries": retries,
+        "timelimit": [time_limit, soft_time_limit],
+        "root_id": root_id or task_id,
+        "parent_id": parent_id,
+        "argsrepr": saferepr(tuple(args)),
+        "kwargsrepr": saferepr(kwargs),
+        "origin": origin or origin_name(),
+        "ignore_result": ignore_result,
+        "replaced_task_nesting": replaced_task_nesting,
+        "stamped_headers": None,
+        "stamps": {},
+    }
+    if extra_headers:
+        headers.update(extra_headers)
+    embed = {"callbacks": callbacks, "errbacks": errbacks, "chain": chain, "chord": chord}
+    properties: dict[str, Any] = {"correlation_id": task_id, "reply_to": reply_to or ""}
+    if priority is not None:
+        properties["priority"] = priority
+    if expires is not None:
+        remaining_ms = max(0, int((expires - utcnow()).total_seconds() * 1000))
+        properties["expiration"] = str(remaining_ms)
+    return TaskMessage(headers=headers, body=(args, kwargs, embed), properties=properties)
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """A parsed task message: everything a worker needs to run it."""
+
+    id: str
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    callbacks: list[dict[str, Any]] | None = None
+    errbacks: list[dict[str, Any]] | None = None
+    chain: list[dict[str, Any]] | None = None
+    chord: dict[str, Any] | None = None
+    eta: datetime | None = None
+    expires: datetime | None = None
+    retries: int = 0
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    root_id: str | None = None
+    parent_id: str | None = None
+    group_id: str | None = None
+    group_index: int | None = None
+    origin: str | None = None
+    ignore_result: bool = False
+    reply_to: str | None = None
+    correlation_id: str | None = None
+    argsrepr: str = "()"
+    kwargsrepr: str = "{}"
+    priority: int | None = None
+    delivery_info: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, Any] = field(default_factory=dict)
+
+    def info(self) -> dict[str, Any]:
+        """Return the fields a result meta or a remote 'active' reply shows."""
+        return {"id": self.id, "name": self.name, "args": self.args, "kwargs": self.kwargs}
+
+
+def parse_task_message(
+    headers: dict[str, Any] | None,
+    body: Any,
+    properties: dict[str, Any] | None = None,
+    delivery_info: dict[str, Any] | None = None,
+) -> TaskRequest:
+    """Parse a decoded protocol v2 message; raise InvalidTaskError if it is not one."""
+    headers = headers or {}
+    properties = properties or {}
+    if "task" not in headers:
+        raise errors.InvalidTaskError(
+            "message has no 'task' header: protocol v1 messages are not supported, "
+            "send with task_protocol=2 (Celery's default since 4.0)"
+        )
+    name, task_id = headers.get("task"), headers.get("id")
+    if not isinstance(name, str) or not isinstance(task_id, str) or not task_id:
+        raise errors.InvalidTaskError("message headers 'task' and 'id' must be non-empty strings")
+    if not isinstance(body, (list, tuple)) or len(body) != 3:
+        raise errors.InvalidTaskError(
+            f"task {name}[{task_id}]: body must be [args, kwargs, embed], got {saferepr(body, 80)}"
+        )
+    args, kwargs, embed = body
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+        raise errors.InvalidTaskError(
+            f"task {name}[{task_id}]: args must be a list and kwargs an object"
+        )
+    if embed is None:
+        embed = {}
+    if not isinstance(embed, dict):
+        raise errors.InvalidTaskError(f"task {name}[{task_id}]: embed must be an object")
+    timelimit = headers.get("timelimit") or (None, None)
+    try:
+        hard, soft = timelimit
+        eta = parse_iso(headers.get("eta"))
+        expires = parse_iso(headers.get("expires"))
+        retries = int(headers.get("retries") or 0)
+    except (TypeError, ValueError) as exc:
+        raise errors.InvalidTaskError(f"task {name}[{task_id}]: bad header value: {exc}") from None
+    return TaskRequest(
+        id=task_id,
+        name=name,
+        args=list(args),
+        kwargs=kwargs,
+        callbacks=embed.get("callbacks"),
+        errbacks=embed.get("errbacks"),
+        chain=embed.get("chain"),
+        chord=embed.get("chord"),
+        eta=eta,
+        expires=expires,
+        retries=retries,
+        time_limit=hard,
+        soft_time_limit=soft,
+        root_id=headers.get("root_id"),
+        parent_id=headers.get("parent_id"),
+        group_id=headers.get("group"),
+        group_index=headers.get("group_index"),
+        origin=headers.get("origin"),
+        ignore_result=bool(headers.get("ignore_result")),
+        reply_to=properties.get("reply_to") or None,
+        correlation_id=properties.get("correlation_id"),
+        argsrepr=headers.get("argsrepr") or saferepr(tuple(args)),
+        kwargsrepr=headers.get("kwargsrepr") or saferepr(kwargs),
+        priority=properties.get("priority"),
+        delivery_info=dict(delivery_info or {}),
+        headers=headers,
+    )
+
+
+def exception_to_meta(exc: BaseException) -> dict[str, Any]:
+    """Serialise an exception as Celery's {exc_type, exc_message, exc_module}."""
+    cls = type(exc)
+    module, qualname = _WIRE_NAMES.get(cls, (cls.__module__, cls.__qualname__))
+    return {
+        "exc_type": qualname,
+        "exc_message": list(_jsonable_args(exc.args)),
+        "exc_module": module,
+    }
+
+
+def _jsonable_args(args: tuple[Any, ...]) -> list[Any]:
+    out = []
+    for arg in args:
+        if arg is None or isinstance(arg, (str, int, float, bool, list, dict)):
+            out.append(arg)
+        else:
+            out.append(saferepr(arg))
+    return out
+
+
+def exception_from_meta(meta: Any) -> BaseException:
+    """Rebuild an exception from its meta; refuse classes that are not exceptions."""
+    if isinstance(meta, BaseException):
+        return meta
+    if not isinstance(meta, dict) or "exc_type" not in meta:
+        return Exception(meta)
+    module_name = meta.get("exc_module") or "builtins"
+    type_name = str(meta["exc_type"])
+    message = meta.get("exc_message") or []
+    if not isinstance(message, (list, tuple)):
+        message = [message]
+    cls = _FROM_WIRE.get((module_name, type_name)) or _find_exception_class(module_name, type_name)
+    try:
+        return cls(*message)
+    except Exception:
+        exc = cls.__new__(cls)
+        exc.args = tuple(message)
+        return exc
+
+
+def _find_exception_class(module_name: str, type_name: str) -> type[BaseException]:
+    try:
+        target: Any = sys.modules.get(module_name) or importlib.import_module(module_name)
+        for part in type_name.split("."):
+            target = getattr(target, part)
+    except Exception:
+        return type(type_name.rsplit(".", 1)[-1], (Exception,), {"__module__": module_name})
+    if not (isinstance(target, type) and issubclass(target, BaseException)):
+        raise errors.SecurityError(
+            f"result names {module_name}.{type_name} as its exception, which is not an exception class"
+        )
+    return target
+
+
+def build_result_meta(
+    task_id: str,
+    state: str,
+    result: Any,
+    traceback: str | None = None,
+    *,
+    children: list[Any] | None = None,
+    group_id: str | None = None,
+    parent_id: str | None = None,
+    extended: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the result meta a worker stores or sends, as Celery's backends do."""
+    meta: dict[str, Any] = {
+        "status": state,
+        "result": result,
+        "traceback": traceback,
+        "children": children or [],
+        "date_done": to_iso(utcnow()) if state in states.READY_STATES else None,
+        "task_id": task_id,
+    }
+    if group_id:
+        meta["group_id"] = group_id
+    if parent_id:
+        meta["parent_id"] = parent_id
+    if extended:
+        meta.update(extended)
+    return meta

@@ -1,0 +1,61 @@
+"""The start-up banner, in the shape Celery users know."""
+
+from __future__ import annotations
+
+import platform
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from ..broker import mask_url
+from ..topology import describe_queue
+
+if TYPE_CHECKING:
+    from .consumer import Worker
+
+
+def render_banner(worker: Worker, *, version: str, show_tasks: bool) -> str:
+    """Return the banner text: node, version, config, queues and (optionally) tasks."""
+    app = worker.app
+    options = worker.options
+    results = app.result_backend_url
+    events = "ON" if options.send_events else "OFF (enable -E to monitor tasks in this worker)"
+    config = [
+        f".> app:         {app.main}:{id(app):#x}",
+        f".> transport:   {mask_url(app.broker_url)}",
+        f".> results:     {mask_url(results) if results else 'disabled://'}",
+        f".> concurrency: {options.concurrency} ({options.pool})",
+        f".> task events: {events}",
+    ]
+    art = [
+        " -------------- ",
+        "--- ***** ----- ",
+        "-- ******* ---- ",
+        "- *** --- * --- ",
+        "- ** ---------- ",
+        "- ** ---------- ",
+        "- ** ---------- ",
+        "- ** ---------- ",
+        "- ** ---------- ",
+        "- *** --- * --- ",
+        "-- ******* ---- ",
+        "--- ***** ----- ",
+        " -------------- ",
+    ]
+    now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    right = [
+        f"{worker.hostname} tq v{version}",
+        "",
+        f"{platform.platform()} {now}",
+        "",
+        "[config]",
+        *config,
+    ]
+    lines = [f"{art[i]}{right[i] if i < len(right) else ''}".rstrip() for i in range(len(art))]
+    lines[-1] = " -------------- [queues]"
+    lines[-2] = lines[-2].rstrip()
+    for queue in worker.queues:
+        lines.append(f"                .> {describe_queue(queue)}")
+    if show_tasks:
+        lines += ["", "[tasks]"]
+        lines += [f"  . {name}" for name in sorted(app.tasks) if not name.startswith("celery.")]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,101 @@
+"""What runs inside a prefork pool process: read a job, execute it, report, repeat."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import resource
+import signal
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SoftTimeLimitExceeded
+from .executor import execute
+
+if TYPE_CHECKING:
+    from ..app import App
+
+logger = logging.getLogger("tq.worker")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # A SIGKILLed worker must leave no orphaned pool processes behind.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+_running = {"task": False}
+
+
+def _raise_soft_time_limit(signum: int, frame: Any) -> None:
+    # The parent may signal just as the task ends: only interrupt a task, never the loop.
+    if _running["task"]:
+        raise SoftTimeLimitExceeded("SoftTimeLimitExceeded()")
+
+
+def rss_kib() -> int:
+    """Return this process's peak resident memory in KiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def child_loop(
+    app: App,
+    hostname: str,
+    index: int,
+    jobs: Connection,
+    results: Connection,
+    inherited_fds: list[int],
+    *,
+    max_tasks: int | None,
+    max_memory_kib: int | None,
+    on_start: Any = None,
+) -> None:
+    """Serve jobs until the parent sends None, the pipe closes, or a recycling limit is hit."""
+    _die_with_parent()
+    signal.set_wakeup_fd(-1)
+    signal.signal(
+        signal.SIGINT, signal.SIG_IGN
+    )  # Ctrl-C reaches the whole group; the parent decides
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+    signal.signal(signal.SIGUSR1, _raise_soft_time_limit)
+    for fd in inherited_fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    if on_start is not None:
+        on_start(index)
+    done = 0
+    while True:
+        try:
+            job = jobs.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        job_id, request = job
+        _running["task"] = True
+        try:
+            outcome = execute(app, request, hostname)
+        finally:
+            _running["task"] = False
+        results.send((job_id, outcome))
+        done += 1
+        if max_tasks and done >= max_tasks:
+            logger.info("pool process %d: recycled after %d tasks", os.getpid(), done)
+            return
+        if max_memory_kib and rss_kib() > max_memory_kib:
+            logger.warning(
+                "pool process %d: recycled at %d KiB (limit %d KiB)",
+                os.getpid(),
+                rss_kib(),
+                max_memory_kib,
+            )
+            return

@@ -1,0 +1,284 @@
+"""Pools that run requests: prefork (child processes), threads and solo (in the parent)."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+logger = logging.getLogger("tq.worker")
+
+#: Seconds a stopping child gets to exit after its sentinel before it is killed.
+CHILD_STOP_TIMEOUT_S = 5.0
+
+ResultCallback = Callable[["Child", Any], None]
+ExitCallback = Callable[["Child"], None]
+
+
+@dataclass(eq=False)
+class Child:
+    """One pool process (or thread slot) and the job it runs."""
+
+    index: int
+    pid: int
+    job_writer: Connection | None = None
+    result_reader: Connection | None = None
+    process: Any = None
+    job_id: int | None = None
+    tasks_done: int = 0
+    exited: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def busy(self) -> bool:
+        return self.job_id is not None
+
+    def exitcode(self) -> int | None:
+        """Return the exit code (negative: killed by that signal), reaping the process."""
+        if self.process is None:
+            return 0
+        self.process.join(timeout=1.0)
+        return self.process.exitcode
+
+
+class PreforkPool:
+    """Child processes forked from the worker; jobs and results travel over pipes."""
+
+    name = "prefork"
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        child_main: Callable[..., None],
+        on_result: ResultCallback,
+        on_exit: ExitCallback,
+        add_reader: Callable[..., Any],
+        remove_reader: Callable[[int], Any],
+    ) -> None:
+        self.size = size
+        self.child_main = child_main
+        self.on_result = on_result
+        self.on_exit = on_exit
+        self.add_reader = add_reader
+        self.remove_reader = remove_reader
+        self.children: list[Child] = []
+        self._context = multiprocessing.get_context("fork")
+        self._next_index = 1
+
+    def start(self) -> None:
+        """Fork the initial children."""
+        for _ in range(self.size):
+            self.spawn()
+
+    def _free_index(self) -> int:
+        used = {child.index for child in self.children}
+        index = 1
+        while index in used:
+            index += 1
+        return index
+
+    def spawn(self) -> Child:
+        """Fork one child and start reading its results."""
+        job_reader, job_writer = self._context.Pipe(duplex=False)
+        result_reader, result_writer = self._context.Pipe(duplex=False)
+        index = self._free_index()
+        inherited = [fd for child in self.children for fd in _parent_fds(child)]
+        process = self._context.Process(
+            target=self.child_main,
+            args=(index, job_reader, result_writer, inherited),
+            name=f"ForkPoolWorker-{index}",
+            daemon=False,
+        )
+        process.start()
+        job_reader.close()
+        result_writer.close()
+        child = Child(
+            index=index,
+            pid=process.pid,
+            job_writer=job_writer,
+            result_reader=result_reader,
+            process=process,
+        )
+        self.children.append(child)
+        self.add_reader(result_reader.fileno(), self._on_readable, child)
+        return child
+
+    def _on_readable(self, child: Child) -> None:
+        reader = child.result_reader
+        if reader is None:
+            return
+        try:
+            while reader.poll():
+                self.on_result(child, reader.recv())
+        except (EOFError, OSError):
+            self._forget(child)
+            self.on_exit(child)
+
+    def _forget(self, child: Child) -> None:
+        if child.exited:
+            return
+        child.exited = True
+        if child.result_reader is not None:
+            self.remove_reader(child.result_reader.fileno())
+            child.result_reader.close()
+            child.result_reader = None
+        if child.job_writer is not None:
+            child.job_writer.close()
+            child.job_writer = None
+        if child in self.children:
+            self.children.remove(child)
+
+    def check_alive(self) -> None:
+        """Notice children that died without closing their pipe (rare: a leaked fd)."""
+        for child in list(self.children):
+            if child.process is not None and not child.process.is_alive():
+                self._on_readable(child)
+                if not child.exited:
+                    self._forget(child)
+                    self.on_exit(child)
+
+    def idle(self) -> list[Child]:
+        return [child for child in self.children if not child.busy]
+
+    def send(self, child: Child, job_id: int, payload: Any) -> None:
+        """Give a job to an idle child."""
+        child.job_id = job_id
+        assert child.job_writer is not None
+        child.job_writer.send(payload)
+
+    def signal_child(self, child: Child, signum: int) -> None:
+        """Send a signal to one child, ignoring one that has just exited."""
+        try:
+            os.kill(child.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def grow(self, count: int) -> None:
+        for _ in range(count):
+            self.spawn()
+        self.size += count
+
+    def shrink(self, count: int) -> int:
+        """Retire up to `count` children, idle ones first; return how many."""
+        count = min(count, len(self.children) - 1)
+        victims = sorted(self.children, key=lambda child: child.busy)[: max(count, 0)]
+        for child in victims:
+            child.extra["retiring"] = True
+            if not child.busy and child.job_writer is not None:
+                child.job_writer.send(None)
+        self.size -= len(victims)
+        return len(victims)
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Ask every child to exit (or kill them), and reap them."""
+        for child in list(self.children):
+            if kill:
+                self.signal_child(child, signal.SIGKILL)
+            elif child.job_writer is not None:
+                try:
+                    child.job_writer.send(None)
+                except OSError:
+                    pass
+        for child in list(self.children):
+            if child.process is not None:
+                child.process.join(timeout=CHILD_STOP_TIMEOUT_S)
+                if child.process.is_alive():
+                    self.signal_child(child, signal.SIGKILL)
+                    child.process.join(timeout=CHILD_STOP_TIMEOUT_S)
+            self._forget(child)
+
+    def pids(self) -> list[int]:
+        return [child.pid for child in self.children]
+
+
+def _parent_fds(child: Child) -> list[int]:
+    fds = []
+    for conn in (child.job_writer, child.result_reader):
+        if conn is not None:
+            fds.append(conn.fileno())
+    return fds
+
+
+class ThreadPool:
+    """Threads in the worker process: for I/O-bound tasks that release the GIL."""
+
+    name = "threads"
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        run_job: Callable[[Any], Any],
+        on_result: ResultCallback,
+        call_soon: Callable[..., Any],
+    ) -> None:
+        self.size = size
+        self.run_job = run_job
+        self.on_result = on_result
+        self.call_soon = call_soon
+        self.children = [Child(index=i + 1, pid=os.getpid()) for i in range(size)]
+
+    def start(self) -> None:
+        return None
+
+    def idle(self) -> list[Child]:
+        return [child for child in self.children if not child.busy]
+
+    def send(self, child: Child, job_id: int, payload: Any) -> None:
+        child.job_id = job_id
+
+        def work() -> None:
+            result = self.run_job(payload)
+            self.call_soon(self.on_result, child, result)
+
+        threading.Thread(target=work, name=f"ThreadPoolWorker-{child.index}", daemon=True).start()
+
+    def signal_child(self, child: Child, signum: int) -> None:
+        logger.warning("the threads pool cannot terminate a running task; it will finish")
+
+    def check_alive(self) -> None:
+        return None
+
+    def grow(self, count: int) -> None:
+        start = len(self.children)
+        self.children += [Child(index=start + i + 1, pid=os.getpid()) for i in range(count)]
+        self.size += count
+
+    def shrink(self, count: int) -> int:
+        idle = self.idle()[: min(count, len(self.children) - 1)]
+        for child in idle:
+            self.children.remove(child)
+        self.size -= len(idle)
+        return len(idle)
+
+    def stop(self, *, kill: bool = False) -> None:
+        return None
+
+    def pids(self) -> list[int]:
+        return [os.getpid()]
+
+
+class SoloPool(ThreadPool):
+    """Runs each task in the worker's own loop, one at a time."""
+
+    name = "solo"
+
+    def __init__(
+        self,
+        *,
+        run_job: Callable[[Any], Any],
+        on_result: ResultCallback,
+        call_soon: Callable[..., Any],
+    ) -> None:
+        super().__init__(size=1, run_job=run_job, on_result=on_result, call_soon=call_soon)
+
+    def send(self, child: Child, job_id: int, payload: Any) -> None:
+        child.job_id = job_id
+        self.call_soon(lambda: self.on_result(child, self.run_job(payload)))
