@@ -46,13 +46,14 @@ class RedisBackend(KeyValueBackend):
         self._redis = redis
         self._client: Any = None
         self._pid: int | None = None
-        self._store: Any = None
+        self._store_script: Any = None
 
     @property
     def client(self) -> Any:
+        """This process's redis client (a forked child makes its own)."""
         if self._client is None or self._pid != os.getpid():
             self._client = self._redis.Redis.from_url(self.url, socket_connect_timeout=5)
-            self._store = self._client.register_script(_STORE_SCRIPT)
+            self._store_script = self._client.register_script(_STORE_SCRIPT)
             self._pid = os.getpid()
         return self._client
 
@@ -66,9 +67,9 @@ class RedisBackend(KeyValueBackend):
         return self._call("GET", self.client.get, key)
 
     def set(self, key: str, value: bytes | str, state: str) -> None:
-        client = self.client
         expires = int(self.expires_s) if self.expires_s else 0
-        self._call("store", self._store, [key], [value, expires])
+        script = self.client and self._store_script
+        self._call("store", script, [key], [value, expires])
 
     def delete(self, key: str) -> None:
         self._call("DEL", self.client.delete, key)

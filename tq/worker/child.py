@@ -86,16 +86,14 @@ def child_loop(
             outcome = execute(app, request, hostname)
         finally:
             _running["task"] = False
-        results.send((job_id, outcome))
         done += 1
-        if max_tasks and done >= max_tasks:
-            logger.info("pool process %d: recycled after %d tasks", os.getpid(), done)
-            return
-        if max_memory_kib and rss_kib() > max_memory_kib:
-            logger.warning(
-                "pool process %d: recycled at %d KiB (limit %d KiB)",
-                os.getpid(),
-                rss_kib(),
-                max_memory_kib,
+        leaving = bool(max_tasks and done >= max_tasks) or bool(
+            max_memory_kib and rss_kib() > max_memory_kib
+        )
+        # Say we are leaving with the result, so the parent sends us nothing more.
+        results.send((job_id, outcome, leaving))
+        if leaving:
+            logger.info(
+                "pool process %d: recycled after %d tasks at %d KiB", os.getpid(), done, rss_kib()
             )
             return

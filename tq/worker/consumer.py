@@ -107,7 +107,7 @@ class Worker:
 
         def run_job(payload: Any) -> Any:
             job_id, request = payload
-            return (job_id, execute(self.app, request, self.hostname))
+            return (job_id, execute(self.app, request, self.hostname), False)
 
         call_soon = lambda cb, *args: self.hub.call_soon(cb, *args)  # noqa: E731
         if kind == "threads":
@@ -421,7 +421,6 @@ class Worker:
     def _dispatch(self) -> None:
         while self.reserved and self.state == RUNNING:
             idle = self.pool.idle()
-            idle = [child for child in idle if not child.extra.get("retiring")]
             if not idle:
                 return
             held = self.reserved.popleft()
@@ -438,13 +437,15 @@ class Worker:
             self.pool.send(child, job_id, (job_id, held.request))
 
     def _on_child_result(self, child: Child, payload: Any) -> None:
-        job_id, outcome = payload
+        job_id, outcome, leaving = payload
         held = self.active.pop(job_id, None)
         child.job_id = None
         child.tasks_done += 1
         if held is not None:
             self._finish(held, outcome)
-        if child.extra.get("retiring") and child.job_writer is not None:
+        if leaving:
+            child.extra["retiring"] = True
+        elif child.extra.get("retiring") and child.job_writer is not None:
             child.job_writer.send(None)
         self._dispatch()
 

@@ -145,7 +145,10 @@ class PreforkPool:
                     self.on_exit(child)
 
     def idle(self) -> list[Child]:
-        return [child for child in self.children if not child.busy]
+        """Children that can take a job now (not busy, not on their way out)."""
+        return [
+            child for child in self.children if not child.busy and not child.extra.get("retiring")
+        ]
 
     def send(self, child: Child, job_id: int, payload: Any) -> None:
         """Give a job to an idle child."""

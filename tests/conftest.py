@@ -1,0 +1,245 @@
+"""Shared fixtures: real brokers, real worker processes, unique queues, cleanup by pid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+EXAMPLES = ROOT / "examples"
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+REQUIRE_BROKERS = os.environ.get("TQ_REQUIRE_BROKERS") == "1"
+
+#: Each broker kind: (broker URL, result backend URL, host, port to probe).
+BROKERS = {
+    "amqp": ("amqp://guest:guest@127.0.0.1:5672//", "rpc://", "127.0.0.1", 5672),
+    "redis": ("redis://127.0.0.1:6379/3", "redis://127.0.0.1:6379/4", "127.0.0.1", 6379),
+    "embedded": (None, None, None, None),
+}
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_broker(kind: str) -> None:
+    """Skip (or fail, with TQ_REQUIRE_BROKERS=1) when the broker's server is not answering."""
+    _url, _backend, host, port = BROKERS[kind]
+    if host is None or reachable(host, port):
+        return
+    message = f"{kind} broker not reachable on {host}:{port}"
+    if REQUIRE_BROKERS:
+        pytest.fail(message + " (TQ_REQUIRE_BROKERS=1)")
+    pytest.skip(message)
+
+
+@dataclass
+class BrokerEnv:
+    """Where one test's messages and results go."""
+
+    kind: str
+    queue: str
+    env: dict[str, str]
+    tmp: Path
+    extra_queues: list[str] = field(default_factory=list)
+
+    def q(self, suffix: str) -> str:
+        """Return a queue name unique to this test."""
+        name = f"{self.queue}.{suffix}"
+        self.extra_queues.append(name)
+        return name
+
+
+@pytest.fixture(params=["amqp", "redis", "embedded"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A real broker and backend, a unique default queue, applied to this process's env."""
+    kind = request.param
+    require_broker(kind)
+    state = make_broker_env(kind, tmp_path, monkeypatch)
+    yield state
+    delete_queues(state)
+
+
+def make_broker_env(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BrokerEnv:
+    url, backend, _host, _port = BROKERS[kind]
+    queue = f"tqt-{uuid.uuid4().hex[:10]}"
+    env = {
+        "TQ_DEFAULT_QUEUE": queue,
+        "TQ_DATA_DIR": str(tmp_path / "data"),
+        "TQ_TEST_LEDGER": str(tmp_path / "ledger.txt"),
+    }
+    if url:
+        env["TQ_BROKER_URL"] = url
+        env["TQ_RESULT_BACKEND"] = backend
+    for key in ("TQ_BROKER_URL", "TQ_RESULT_BACKEND"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    reset_test_app()
+    return BrokerEnv(kind=kind, queue=queue, env=env, tmp=tmp_path)
+
+
+def reset_test_app() -> None:
+    """Drop the test app's cached connections so it reads the new environment."""
+    from tqtest.tq import app
+
+    for client in (app._backend, app._publisher):
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass
+    app._reset_clients()
+
+
+def delete_queues(state: BrokerEnv) -> None:
+    """Delete a test's durable queues on RabbitMQ (other brokers keep nothing of note)."""
+    if state.kind != "amqp":
+        return
+    from kombu import Connection
+
+    try:
+        with Connection(BROKERS["amqp"][0], connect_timeout=2) as connection:
+            for name in [state.queue, *state.extra_queues]:
+                channel = connection.channel()
+                try:
+                    channel.queue_delete(name)
+                except Exception:
+                    pass
+    except Exception:
+        pass
+
+
+@dataclass
+class WorkerProcess:
+    """A real `tq worker` process started by a test."""
+
+    process: subprocess.Popen
+    logfile: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        try:
+            return self.logfile.read_text()
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_log(self, text: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"worker exited ({self.process.returncode}) before {text!r}:\n{self.log()}"
+                )
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not in worker log after {timeout}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Signal the worker and wait for it to exit; return its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            raise AssertionError(
+                f"worker {self.pid} did not stop within {timeout}s:\n{self.log()}"
+            ) from None
+
+
+def worker_children(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path):
+    """Start `tq -A <app> worker` processes; every one is stopped (by pid) after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(
+        *args: str,
+        app: str = "tqtest",
+        workdir: Path = TESTS,
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+        ready: bool = True,
+    ) -> WorkerProcess:
+        logfile = tmp_path / f"worker-{len(started)}.log"
+        command = [
+            sys.executable,
+            "-m",
+            "tq",
+            "-A",
+            app,
+            "--workdir",
+            str(workdir),
+            "worker",
+            "-l",
+            "info",
+            "--logfile",
+            str(logfile),
+            "-n",
+            name or f"w{len(started)}-{uuid.uuid4().hex[:6]}@%h",
+            *args,
+        ]
+        process_env = dict(os.environ, **(env or {}))
+        process_env["PYTHONPATH"] = os.pathsep.join([str(workdir), str(ROOT)])
+        process = subprocess.Popen(
+            command,
+            env=process_env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / f"worker-{len(started)}.err", "w"),
+        )
+        handle = WorkerProcess(process, logfile)
+        started.append(handle)
+        if ready:
+            handle.wait_for_log(" ready.")
+        return handle
+
+    yield start
+    for handle in started:
+        children = worker_children(handle.pid)
+        if handle.process.poll() is None:
+            handle.process.send_signal(signal.SIGQUIT)
+            try:
+                handle.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                handle.process.kill()
+                handle.process.wait(timeout=10)
+        for child in children:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def ledger_lines(broker: BrokerEnv) -> list[str]:
+    path = Path(broker.env["TQ_TEST_LEDGER"])
+    return path.read_text().split() if path.exists() else []

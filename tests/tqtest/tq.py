@@ -1,0 +1,12 @@
+"""The app the integration tests run: broker, backend and queue come from TQ_* variables."""
+
+from tq import App
+
+app = App("tqtest", include=["tqtest.tasks"])
+app.conf.update(
+    task_routes={
+        "tqtest.tasks.routed_exact": "hipri",
+        "tqtest.tasks.glob_*": {"queue": "globbed"},
+    },
+    result_extended=True,
+)
