@@ -12,6 +12,7 @@ from uuid import uuid4
 
 from kombu import Connection, Queue
 
+from . import result as result_module
 from . import topology
 from .backends import backend_for_url
 from .broker import Publisher, default_broker_url, make_connection
@@ -19,7 +20,6 @@ from .canvas import Signature, as_message_signatures
 from .config import Settings
 from .errors import ConfigError, NotRegistered, QueueNotFound
 from .protocol import build_task_message, utcnow
-from .result import AsyncResult
 from .routing import build_routers, route_task
 from .task import Task, current_request
 
@@ -183,9 +183,11 @@ class App:
         """Return a signature for a task by name, bound to this app."""
         return Signature(name, args, kwargs, options, app=self)
 
-    def AsyncResult(self, task_id: str, *, task_name: str | None = None) -> AsyncResult:  # noqa: N802
+    def AsyncResult(
+        self, task_id: str, *, task_name: str | None = None
+    ) -> result_module.AsyncResult:  # noqa: N802
         """Return the result handle of a task id."""
-        return AsyncResult(task_id, app=self, task_name=task_name)
+        return result_module.AsyncResult(task_id, app=self, task_name=task_name)
 
     def task_by_name(self, name: str) -> Task:
         """Return a registered task, or raise NotRegistered."""
@@ -260,7 +262,7 @@ class App:
         retry_policy: dict[str, Any] | None = None,
         task: Task | None = None,
         **_compat: Any,
-    ) -> AsyncResult:
+    ) -> result_module.AsyncResult:
         """Send a task by name and return its AsyncResult."""
         conf = self.conf
         task_id = task_id or str(uuid4())
@@ -334,7 +336,7 @@ class App:
             retry_policy=retry_policy,
             before_publish=backend.on_task_call if backend is not None else None,
         )
-        return AsyncResult(task_id, app=self, task_name=name)
+        return result_module.AsyncResult(task_id, app=self, task_name=name)
 
 
 #: Celery's name for the same class, so `from tq import Celery` reads like Celery's guide.

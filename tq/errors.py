@@ -42,7 +42,10 @@ class DataDirError(TQError):
     """The embedded data directory or database cannot be used."""
 
 
-class TimeoutError(TQError, TimeoutError):  # noqa: A001 - same name as Celery's
+_BuiltinTimeoutError = TimeoutError
+
+
+class TimeoutError(TQError, _BuiltinTimeoutError):  # noqa: A001 - same name as Celery's
     """A result did not arrive in time."""
 
 

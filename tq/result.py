@@ -226,7 +226,15 @@ class EagerResult(AsyncResult):
 
     info = result
 
-    def get(self, timeout: float | None = None, propagate: bool = True, **_ignored: Any) -> Any:
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        disable_sync_subtasks: bool = True,
+        follow_parents: bool = True,
+        **_ignored: Any,
+    ) -> Any:
         if self._state in states.PROPAGATE_STATES and propagate:
             raise self._value
         return self._value

@@ -118,6 +118,34 @@ def exponential_backoff(factor: float, retries: int, maximum: float, jitter: boo
 class Task:
     """A function registered with an app, callable directly or through the broker."""
 
+    # The options of TASK_OPTIONS, set per task by __init__.
+    bind: bool
+    max_retries: int | None
+    default_retry_delay: float | None
+    autoretry_for: tuple[type[BaseException], ...]
+    dont_autoretry_for: tuple[type[BaseException], ...]
+    retry_kwargs: dict[str, Any]
+    retry_backoff: bool | float
+    retry_backoff_max: float
+    retry_jitter: bool
+    acks_late: bool | None
+    acks_on_failure_or_timeout: bool | None
+    reject_on_worker_lost: bool | None
+    track_started: bool | None
+    ignore_result: bool | None
+    time_limit: float | None
+    soft_time_limit: float | None
+    rate_limit: str | None
+    queue: str | None
+    exchange: str | None
+    routing_key: str | None
+    priority: int | None
+    expires: float | None
+    serializer: str | None
+    typing: bool
+    throws: tuple[type[BaseException], ...]
+    shadow: str | None
+
     def __init__(self, app: App, fun: Callable[..., Any], name: str, **options: Any) -> None:
         unknown = set(options) - set(TASK_OPTIONS)
         if unknown:
@@ -253,7 +281,7 @@ class Task:
             try:
                 value = self.call_with_autoretry(args, kwargs)
             except Retry as retry:
-                if retry.eager_result is not None:
+                if isinstance(retry.eager_result, EagerResult):
                     return retry.eager_result
                 value, state = retry.exc, states.RETRY
                 return EagerResult(task_id, value, state, traceback=None, name=self.name)

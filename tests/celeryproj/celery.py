@@ -4,7 +4,11 @@ import os
 
 from celery import Celery
 
-app = Celery("celeryproj", broker=os.environ.get("TQ_BROKER_URL"), backend=os.environ.get("TQ_RESULT_BACKEND"))
+app = Celery(
+    "celeryproj",
+    broker=os.environ.get("TQ_BROKER_URL"),
+    backend=os.environ.get("TQ_RESULT_BACKEND"),
+)
 app.conf.update(
     task_default_queue=os.environ.get("TQ_DEFAULT_QUEUE", "celery"),
     broker_connection_retry_on_startup=True,

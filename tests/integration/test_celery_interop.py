@@ -7,11 +7,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import TESTS, ROOT, ledger_lines, make_broker_env, require_broker, delete_queues
+from tests.conftest import ROOT, TESTS, delete_queues, ledger_lines, make_broker_env, require_broker
 
 celery = pytest.importorskip("celery")
 
@@ -30,8 +29,11 @@ def server_broker(request, tmp_path, monkeypatch):
 def celery_client(server_broker):
     from celery import Celery
 
-    app = Celery("interop-client", broker=server_broker.env["TQ_BROKER_URL"],
-                 backend=server_broker.env["TQ_RESULT_BACKEND"])
+    app = Celery(
+        "interop-client",
+        broker=server_broker.env["TQ_BROKER_URL"],
+        backend=server_broker.env["TQ_RESULT_BACKEND"],
+    )
     app.conf.task_default_queue = server_broker.queue
     yield app
     app.close()
@@ -42,10 +44,31 @@ def celery_worker(server_broker, tmp_path):
     logfile = tmp_path / "celery-worker.log"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "celeryproj", "worker", "-l", "info", "-c", "1",
-         "-P", "solo", "--without-mingle", "--without-gossip", "-n", f"celery-{server_broker.queue}@%h",
-         "-Q", server_broker.queue, f"--logfile={logfile}"],
-        cwd=TESTS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "celeryproj",
+            "worker",
+            "-l",
+            "info",
+            "-c",
+            "1",
+            "-P",
+            "solo",
+            "--without-mingle",
+            "--without-gossip",
+            "-n",
+            f"celery-{server_broker.queue}@%h",
+            "-Q",
+            server_broker.queue,
+            f"--logfile={logfile}",
+        ],
+        cwd=TESTS,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

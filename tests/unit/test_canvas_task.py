@@ -29,8 +29,14 @@ def test_signature_repr_and_dict_form(app):
     add = app.tasks["unit.add"]
     sig = add.s(2, 2)
     assert repr(sig) == "unit.add(2, 2)"
-    assert dict(sig) == {"task": "unit.add", "args": (2, 2), "kwargs": {}, "options": {},
-                         "subtask_type": None, "immutable": False}
+    assert dict(sig) == {
+        "task": "unit.add",
+        "args": (2, 2),
+        "kwargs": {},
+        "options": {},
+        "subtask_type": None,
+        "immutable": False,
+    }
     assert Signature.from_dict(dict(sig), app=app) == sig
 
 

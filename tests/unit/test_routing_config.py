@@ -18,8 +18,11 @@ def route(routes, name, **options):
 
 
 def test_exact_names_win_over_patterns_and_patterns_go_in_order():
-    routes = {"feed.tasks.*": {"queue": "feeds"}, "feed.tasks.import_feed": "imports",
-              re.compile(r"(video|image)\.tasks\..*"): {"queue": "media"}}
+    routes = {
+        "feed.tasks.*": {"queue": "feeds"},
+        "feed.tasks.import_feed": "imports",
+        re.compile(r"(video|image)\.tasks\..*"): {"queue": "media"},
+    }
     assert route(routes, "feed.tasks.import_feed") == {"queue": "imports"}
     assert route(routes, "feed.tasks.other") == {"queue": "feeds"}
     assert route(routes, "video.tasks.encode") == {"queue": "media"}
@@ -33,7 +36,10 @@ def test_router_functions_and_lists_and_explicit_options():
     routes = [router, {"b.*": "bq"}]
     assert route(routes, "a.x") == {"queue": "fn", "priority": 3}
     assert route(routes, "b.y") == {"queue": "bq"}
-    assert route(routes, "a.x", queue="explicit", priority=None) == {"queue": "explicit", "priority": 3}
+    assert route(routes, "a.x", queue="explicit", priority=None) == {
+        "queue": "explicit",
+        "priority": 3,
+    }
 
 
 def test_bad_routes_are_config_errors():
@@ -70,7 +76,9 @@ def test_embedded_defaults_when_nothing_is_configured(monkeypatch, tmp_path):
     app = App("x")
     assert app.broker_url == f"sqlite:///{tmp_path}/broker.db"
     assert app.result_backend_url == f"sqlite:///{tmp_path}/results.db"
-    assert App("y", broker="redis://localhost").result_backend_url is None  # as Celery: results opt-in
+    assert (
+        App("y", broker="redis://localhost").result_backend_url is None
+    )  # as Celery: results opt-in
 
 
 def test_naive_datetimes_are_read_in_the_app_timezone():
@@ -79,7 +87,7 @@ def test_naive_datetimes_are_read_in_the_app_timezone():
     app = App("x", timezone="Europe/Paris")
     assert app.to_utc(datetime(2026, 7, 1, 12, 0)).hour == 10
     with pytest.raises(ConfigError):
-        App("y", timezone="Mars/Base").timezone
+        _ = App("y", timezone="Mars/Base").timezone
 
 
 def test_node_name_placeholders():
@@ -87,4 +95,7 @@ def test_node_name_placeholders():
     assert host_format("%n-%d", "george.example.com") == "george-example.com"
     assert node_format("/var/log/%n%I.log", "w1@george.example.com", 0) == "/var/log/w1.log"
     assert node_format("/var/log/%n%I.log", "w1@george.example.com", 2) == "/var/log/w1-2.log"
-    assert node_format("%p %h %d %i %%", "w1@george.example.com", 1) == "w1@george.example.com george.example.com example.com 1 %"
+    assert (
+        node_format("%p %h %d %i %%", "w1@george.example.com", 1)
+        == "w1@george.example.com george.example.com example.com 1 %"
+    )

@@ -37,6 +37,7 @@ class RedisBackend(KeyValueBackend):
 
     def __init__(self, app: App, url: str) -> None:
         super().__init__(app, url)
+        self.url: str = url
         try:
             import redis
         except ImportError:

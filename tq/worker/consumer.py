@@ -76,8 +76,14 @@ class Worker:
         self._connection: Any = None
         self._consumer: Consumer | None = None
         self._control_consumer: Any = None
-        self.hub: Hub | None = None
+        self._hub: Hub | None = None
         self.pool: Any = None
+
+    @property
+    def hub(self) -> Hub:
+        """The event loop of the current connection."""
+        assert self._hub is not None, "the hub exists once run() has started"
+        return self._hub
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -102,7 +108,7 @@ class Worker:
                 on_result=self._on_child_result,
                 on_exit=self._on_child_exit,
                 add_reader=lambda fd, cb, *args: self.hub.add_reader(fd, cb, *args),
-                remove_reader=lambda fd: self.hub.remove(fd) if self.hub else None,
+                remove_reader=lambda fd: self.hub.remove(fd),
             )
 
         def run_job(payload: Any) -> Any:
@@ -134,7 +140,7 @@ class Worker:
     def _build_hub(self) -> Hub:
         hub = Hub()
         set_event_loop(hub)
-        self.hub = hub
+        self._hub = hub
         if self.pool is not None and isinstance(self.pool, PreforkPool):
             for child in self.pool.children:
                 if child.result_reader is not None:

@@ -148,7 +148,7 @@ def _format_traceback() -> str:
 
 
 def _call_callbacks(app: App, request: TaskRequest, value: Any) -> None:
-    parent = {"parent_id": request.id, "root_id": request.root_id or request.id}
+    parent: dict[str, Any] = {"parent_id": request.id, "root_id": request.root_id or request.id}
     for callback in request.callbacks or ():
         Signature.from_dict(callback, app=app).apply_async((value,), **parent)
     if request.chain:

@@ -99,6 +99,7 @@ class PreforkPool:
         process.start()
         job_reader.close()
         result_writer.close()
+        assert process.pid is not None, "a started process has a pid"
         child = Child(
             index=index,
             pid=process.pid,
