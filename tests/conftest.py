@@ -76,6 +76,22 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
     delete_queues(state)
 
 
+@pytest.fixture
+def redis_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Redis only: for behaviour that does not depend on the broker."""
+    require_broker("redis")
+    return make_broker_env("redis", tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def amqp_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """RabbitMQ only."""
+    require_broker("amqp")
+    state = make_broker_env("amqp", tmp_path, monkeypatch)
+    yield state
+    delete_queues(state)
+
+
 def make_broker_env(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BrokerEnv:
     url, backend, _host, _port = BROKERS[kind]
     queue = f"tqt-{uuid.uuid4().hex[:10]}"
