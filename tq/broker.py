@@ -7,6 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from kombu import Connection, Exchange, Producer, Queue
+from kombu.exceptions import OperationalError
 
 from . import topology
 from .errors import BrokerUnavailable, ConfigError
@@ -123,7 +124,7 @@ class Publisher:
                 retry_policy=retry_policy or conf.task_publish_retry_policy,
                 **properties,
             )
-        except producer.connection.connection_errors as exc:
+        except (OperationalError, *producer.connection.connection_errors) as exc:
             self._local.producer = None
             raise BrokerUnavailable(
                 f"cannot publish to broker {mask_url(producer.connection.as_uri())}: {exc}"

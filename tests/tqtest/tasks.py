@@ -139,3 +139,20 @@ def leak(megabytes):
 
 
 _hoard = None
+
+
+@app.task(acks_late=True)
+def late_sleeper(name, seconds):
+    record(name)
+    time.sleep(seconds)
+    return name
+
+
+@app.task
+def on_error(task_id):
+    record(f"errback:{task_id}")
+
+
+@app.task
+def on_error_new_style(request, exc, traceback):
+    record(f"new-errback:{request.id}:{type(exc).__name__}")

@@ -1,5 +1,7 @@
 """The app the integration tests run: broker, backend and queue come from TQ_* variables."""
 
+import os
+
 from tq import App
 
 app = App("tqtest", include=["tqtest.tasks"])
@@ -9,4 +11,5 @@ app.conf.update(
         "tqtest.tasks.glob_*": {"queue": "globbed"},
     },
     result_extended=True,
+    result_expires=int(os.environ.get("TQ_TEST_RESULT_EXPIRES", "3600")),
 )
