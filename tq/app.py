@@ -87,7 +87,7 @@ class App:
         if url:
             return str(url)
         if not self.conf.broker_url:
-            return f"sqlite:///{self.conf.data_dir() / 'results.db'}"
+            return f"sqlite://{self.conf.data_dir() / 'results.db'}"
         return None
 
     def broker_connection(self, url: str | None = None) -> Connection:

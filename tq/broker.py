@@ -25,7 +25,7 @@ def default_broker_url(conf: Settings) -> str:
     url = conf.broker_url
     if url:
         return str(url)
-    return f"sqlite:///{conf.data_dir() / 'broker.db'}"
+    return f"sqlite://{conf.data_dir() / 'broker.db'}"
 
 
 def make_connection(conf: Settings, url: str | None = None) -> Connection:

@@ -27,8 +27,12 @@ def proj(broker, monkeypatch):
 def test_readme_python_examples(broker, proj, start_worker):
     start_worker("-c", "2", app="proj", workdir=EXAMPLES)
     failures, tried = doctest.testfile(
-        str(ROOT / "README.md"), module_relative=False, verbose=False,
-        optionflags=doctest.ELLIPSIS | doctest.IGNORE_EXCEPTION_DETAIL | doctest.NORMALIZE_WHITESPACE,
+        str(ROOT / "README.md"),
+        module_relative=False,
+        verbose=False,
+        optionflags=doctest.ELLIPSIS
+        | doctest.IGNORE_EXCEPTION_DETAIL
+        | doctest.NORMALIZE_WHITESPACE,
     )
     assert tried >= 20
     assert failures == 0
@@ -39,8 +43,14 @@ def test_readme_shell_commands(broker, proj, start_worker):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
 
     def tq(*args: str) -> str:
-        result = subprocess.run([sys.executable, "-m", "tq", "-A", "proj", *args], cwd=EXAMPLES, env=env,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "tq", "-A", "proj", *args],
+            cwd=EXAMPLES,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 

@@ -17,8 +17,14 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def run_tq(*args: str, cwd=EXAMPLES, env=None, timeout=30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tq", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})))
+    return subprocess.run(
+        [sys.executable, "-m", "tq", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})),
+    )
 
 
 def test_bad_app_gives_one_line_naming_what_was_searched():
@@ -41,9 +47,28 @@ def test_bad_options_are_usage_errors():
 def test_banner_shows_node_app_masked_broker_and_queues(amqp_broker, tmp_path):
     broker = amqp_broker
     process = subprocess.Popen(
-        [sys.executable, "-m", "tq", "-A", "proj", "-b", "amqp://guest:guest@127.0.0.1:5672//",
-         "worker", "-l", "info", "-c", "3", "-n", "bannertest@%h", "-Q", f"{broker.queue},{broker.q('b')}"],
-        cwd=EXAMPLES, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tq",
+            "-A",
+            "proj",
+            "-b",
+            "amqp://guest:guest@127.0.0.1:5672//",
+            "worker",
+            "-l",
+            "info",
+            "-c",
+            "3",
+            "-n",
+            "bannertest@%h",
+            "-Q",
+            f"{broker.queue},{broker.q('b')}",
+        ],
+        cwd=EXAMPLES,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
     )
     try:
@@ -131,15 +156,33 @@ def test_sigkilled_worker_leaves_no_orphaned_children(redis_broker, start_worker
 
 def test_logfile_placeholders(redis_broker, tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "tq", "-A", "tqtest", "worker", "-l", "info", "-c", "1",
-         "-n", "logtest@%h", "--logfile", str(tmp_path / "%n%I.log")],
-        cwd=TESTS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "tq",
+            "-A",
+            "tqtest",
+            "worker",
+            "-l",
+            "info",
+            "-c",
+            "1",
+            "-n",
+            "logtest@%h",
+            "--logfile",
+            str(tmp_path / "%n%I.log"),
+        ],
+        cwd=TESTS,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env=dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{ROOT}"),
     )
     try:
         deadline = time.monotonic() + 20
         logfile = tmp_path / "logtest.log"
-        while time.monotonic() < deadline and not (logfile.exists() and "ready." in logfile.read_text()):
+        while time.monotonic() < deadline and not (
+            logfile.exists() and "ready." in logfile.read_text()
+        ):
             time.sleep(0.1)
         assert "logtest@" in logfile.read_text()
     finally:

@@ -74,8 +74,8 @@ def test_embedded_defaults_when_nothing_is_configured(monkeypatch, tmp_path):
     monkeypatch.delenv("TQ_RESULT_BACKEND", raising=False)
     monkeypatch.setenv("TQ_DATA_DIR", str(tmp_path))
     app = App("x")
-    assert app.broker_url == f"sqlite:///{tmp_path}/broker.db"
-    assert app.result_backend_url == f"sqlite:///{tmp_path}/results.db"
+    assert app.broker_url == f"sqlite://{tmp_path}/broker.db"
+    assert app.result_backend_url == f"sqlite://{tmp_path}/results.db"
     assert (
         App("y", broker="redis://localhost").result_backend_url is None
     )  # as Celery: results opt-in
