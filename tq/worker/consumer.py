@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -255,6 +254,13 @@ class Worker:
         self.pool = self._make_pool()
         self._build_hub()
         self.pool.start()
+        try:
+            self._run_loop()
+        finally:
+            self._shutdown()
+        return self.exit_code
+
+    def _run_loop(self) -> None:
         announced = False
         while self.state != STOPPED:
             try:
@@ -272,17 +278,14 @@ class Worker:
                         self.state = STOPPED
             except ConnectionAbortedError:
                 self.state = STOPPED
-            except (socket.error, OSError) + _connection_errors(self._connection) as exc:
+            except (OSError, *_connection_errors(self._connection)) as exc:
                 if self.state != RUNNING:
                     self.state = STOPPED
                     break
                 logger.error(
-                    "consumer: Connection to broker lost: %r. Trying to re-establish the connection...",
-                    exc,
+                    "consumer: Connection to broker lost: %r. Trying to re-establish the connection...", exc
                 )
                 self._drop_connection()
-        self._shutdown()
-        return self.exit_code
 
     def request_stop(self, *, cold: bool, reason: str = "") -> None:
         """Begin a warm (finish active tasks) or cold (kill them) shutdown."""
