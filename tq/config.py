@@ -83,6 +83,7 @@ DEFAULTS: dict[str, Setting] = {
     "worker_log_format": Setting("[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"),
     "worker_hijack_root_logger": Setting(True),
     "worker_disable_remote_control": Setting(False),
+    "worker_allow_destructive_control": Setting(True),
     "worker_heartbeat_interval": Setting(2.0),
     # time
     "timezone": Setting(None, env="TQ_TIMEZONE"),

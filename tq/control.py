@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kombu.clocks import LamportClock
 from kombu.pidbox import Mailbox
 
 if TYPE_CHECKING:
@@ -19,12 +20,13 @@ CONTROL_QUEUE_EXPIRES_S = 10.0
 REPLY_QUEUE_EXPIRES_S = 10.0
 
 
-def make_mailbox(app: App) -> Mailbox:
+def make_mailbox(app: App, clock: LamportClock | None = None) -> Mailbox:
     """Return the app's pidbox mailbox (fanout exchange `<control_exchange>.pidbox`)."""
     conf = app.conf
     return Mailbox(
         conf.control_exchange,
         type="fanout",
+        clock=clock,
         accept=list(conf.accept_content),
         serializer="json",
         queue_ttl=CONTROL_QUEUE_TTL_S,

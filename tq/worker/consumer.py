@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import time
 from collections import Counter, deque
@@ -12,19 +11,20 @@ from typing import TYPE_CHECKING, Any
 
 from kombu import Consumer
 from kombu.asynchronous import Hub, set_event_loop
+from kombu.clocks import LamportClock
 
-from .. import states
-from ..errors import InvalidTaskError, TaskRevokedError, TimeLimitExceeded, WorkerLostError
-from ..protocol import parse_task_message, utcnow
-from . import control
+from ..events import HEARTBEAT_INTERVAL_S
+from ..protocol import utcnow
+from . import control, outcomes
 from .child import child_loop
-from .executor import execute, store
-from .pool import Child, PreforkPool, SoloPool, ThreadPool
-from .request import Held
+from .executor import execute
+from .heartbeat import WorkerEvents
+from .pool import Child, PreforkPool, make_pool
+from .request import Held, receive, received_event_fields
+from .shutdown import ShutdownSignals
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..task import Task
 
 logger = logging.getLogger("tq.worker")
 
@@ -51,6 +51,7 @@ class WorkerOptions:
     time_limit: float | None = None
     soft_time_limit: float | None = None
     send_events: bool = False
+    autoscale: tuple[int, int] | None = None
 
 
 class Worker:
@@ -68,12 +69,23 @@ class Worker:
         self.eta_held: set[Held] = set()
         self.active: dict[int, Held] = {}
         self.revoked_ids = control.BoundedIdSet()
+        self.clock = LamportClock()
+        self.events = WorkerEvents(self, task_events=options.send_events)
+        self.autoscale = options.autoscale
+        default_rate = app.conf.task_default_rate_limit
+        self.rate_buckets = {
+            name: bucket
+            for name, task in app.tasks.items()
+            if (bucket := control.rate_bucket(task.rate_limit or default_rate))
+        }
+        self._rate_wakeup_pending = False
+        self.last_busy = time.monotonic()
         self.processed: Counter[str] = Counter()
         self.started_at = time.time()
         self._next_job_id = 1
-        self._pending_signals: list[int] = []
-        self._connection: Any = None
-        self._consumer: Consumer | None = None
+        self.signals = ShutdownSignals(self)
+        self.connection: Any = None
+        self.task_consumer: Consumer | None = None
         self._control_consumer: Any = None
         self._hub: Hub | None = None
         self.pool: Any = None
@@ -99,41 +111,32 @@ class Worker:
         return self.options.concurrency * multiplier + len(self.eta_held)
 
     def _make_pool(self) -> Any:
-        kind = self.options.pool
-        if kind == "prefork":
-            return PreforkPool(
-                size=self.options.concurrency,
-                child_main=self._child_main,
-                on_result=self._on_child_result,
-                on_exit=self._on_child_exit,
-                add_reader=lambda fd, cb, *args: self.hub.add_reader(fd, cb, *args),
-                remove_reader=lambda fd: self.hub.remove(fd),
+        def child_main(index: int, jobs: Any, results: Any, inherited: list[int]) -> None:
+            child_loop(
+                self.app,
+                self.hostname,
+                index,
+                jobs,
+                results,
+                inherited,
+                max_tasks=self.options.max_tasks_per_child,
+                max_memory_kib=self.options.max_memory_per_child,
             )
 
         def run_job(payload: Any) -> Any:
             job_id, request = payload
             return (job_id, execute(self.app, request, self.hostname), False)
 
-        call_soon = lambda cb, *args: self.hub.call_soon(cb, *args)  # noqa: E731
-        if kind == "threads":
-            return ThreadPool(
-                size=self.options.concurrency,
-                run_job=run_job,
-                on_result=self._on_child_result,
-                call_soon=call_soon,
-            )
-        return SoloPool(run_job=run_job, on_result=self._on_child_result, call_soon=call_soon)
-
-    def _child_main(self, index: int, jobs: Any, results: Any, inherited: list[int]) -> None:
-        child_loop(
-            self.app,
-            self.hostname,
-            index,
-            jobs,
-            results,
-            inherited,
-            max_tasks=self.options.max_tasks_per_child,
-            max_memory_kib=self.options.max_memory_per_child,
+        return make_pool(
+            self.options.pool,
+            size=self.options.concurrency,
+            child_main=child_main,
+            run_job=run_job,
+            on_result=self._on_child_result,
+            on_exit=self._on_child_exit,
+            add_reader=lambda fd, cb, *args: self.hub.add_reader(fd, cb, *args),
+            remove_reader=lambda fd: self.hub.remove(fd),
+            call_soon=lambda cb, *args: self.hub.call_soon(cb, *args),
         )
 
     def _build_hub(self) -> Hub:
@@ -144,34 +147,9 @@ class Worker:
             for child in self.pool.children:
                 if child.result_reader is not None:
                     hub.add_reader(child.result_reader.fileno(), self.pool._on_readable, child)
-        hub.add_reader(self._signal_reader, self._on_signal_wakeup)
+        hub.add_reader(self.signals.reader, self.signals.on_wakeup)
         hub.call_repeatedly(HOUSEKEEPING_INTERVAL_S, self._housekeeping)
         return hub
-
-    def _install_signals(self) -> None:
-        reader, writer = os.pipe()
-        os.set_blocking(reader, False)
-        os.set_blocking(writer, False)
-        self._signal_reader, self._signal_writer = reader, writer
-        signal.set_wakeup_fd(writer, warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-            signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self._pending_signals.append(signum)
-
-    def _on_signal_wakeup(self) -> None:
-        try:
-            while os.read(self._signal_reader, 512):
-                pass
-        except BlockingIOError:
-            pass
-        while self._pending_signals:
-            signum = self._pending_signals.pop(0)
-            if signum == signal.SIGQUIT or self.state in (WARM, COLD):
-                self.request_stop(cold=True, reason=f"{signal.Signals(signum).name}")
-            else:
-                self.request_stop(cold=False, reason=f"{signal.Signals(signum).name}")
 
     # -- connection --------------------------------------------------------------------------
 
@@ -182,7 +160,7 @@ class Worker:
             connection = self.app.broker_connection()
             try:
                 connection.ensure_connection(max_retries=1)
-                self._connection = connection
+                self.connection = connection
                 logger.info("Connected to %s", connection.as_uri())
                 return
             except connection.connection_errors + (OSError,) as exc:
@@ -206,11 +184,10 @@ class Worker:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and self.state == RUNNING:
             time.sleep(0.05)
-            if self._pending_signals:
-                self._on_signal_wakeup()
+            self.signals.on_wakeup()
 
     def _start_consuming(self) -> None:
-        connection = self._connection
+        connection = self.connection
         channel = connection.channel()
         consumer = Consumer(
             channel,
@@ -221,9 +198,11 @@ class Worker:
         )
         consumer.qos(prefetch_count=self.prefetch_limit)
         consumer.consume()
-        self._consumer = consumer
+        self.task_consumer = consumer
         if not self.app.conf.worker_disable_remote_control:
             self._control_consumer = control.listen(self, connection)
+        self.events.connect(connection)
+        self.hub.call_repeatedly(HEARTBEAT_INTERVAL_S, self.events.heartbeat)
         self.hub.propagate_errors = connection.connection_errors + connection.channel_errors
         connection.transport.register_with_event_loop(connection.connection, self.hub)
 
@@ -233,24 +212,25 @@ class Worker:
         self.eta_held.clear()
         for held in self.active.values():
             held.acknowledged = True if held.acks_late else held.acknowledged
-        self._consumer = None
+        self.task_consumer = None
         self._control_consumer = None
-        if self._connection is not None:
+        self.events.disconnect()
+        if self.connection is not None:
             try:
-                self._connection.release()
+                self.connection.release()
             except Exception:
                 pass
-        self._connection = None
+        self.connection = None
 
-    def _update_qos(self) -> None:
-        if self._consumer is not None:
-            self._consumer.qos(prefetch_count=self.prefetch_limit)
+    def update_qos(self) -> None:
+        if self.task_consumer is not None:
+            self.task_consumer.qos(prefetch_count=self.prefetch_limit)
 
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self) -> int:
         """Run until shut down; return the process exit code."""
-        self._install_signals()
+        self.signals.install()
         self.pool = self._make_pool()
         self._build_hub()
         self.pool.start()
@@ -264,11 +244,12 @@ class Worker:
         announced = False
         while self.state != STOPPED:
             try:
-                if self._connection is None:
+                if self.connection is None:
                     self._connect()
                     self._build_hub()
                     self._start_consuming()
                     if not announced:
+                        self.events.online()
                         logger.info("%s ready.", self.hostname)
                         announced = True
                 loop = self.hub.create_loop()
@@ -278,12 +259,13 @@ class Worker:
                         self.state = STOPPED
             except ConnectionAbortedError:
                 self.state = STOPPED
-            except (OSError, *_connection_errors(self._connection)) as exc:
+            except _recoverable_errors(self.connection) as exc:
                 if self.state != RUNNING:
                     self.state = STOPPED
                     break
                 logger.error(
-                    "consumer: Connection to broker lost: %r. Trying to re-establish the connection...", exc
+                    "consumer: Connection to broker lost: %r. Trying to re-establish the connection...",
+                    exc,
                 )
                 self._drop_connection()
 
@@ -303,7 +285,7 @@ class Worker:
         self._stop_consuming()
 
     def _stop_consuming(self) -> None:
-        for consumer in (self._consumer,):
+        for consumer in (self.task_consumer,):
             if consumer is not None:
                 try:
                     consumer.cancel()
@@ -323,12 +305,13 @@ class Worker:
             self._stop_consuming()
         if self.pool is not None:
             self.pool.stop(kill=cold)
-        if self._connection is not None:
+        if self.connection is not None:
+            self.events.offline()
             try:
-                self._connection.release()
+                self.connection.release()
             except Exception:
                 pass
-        signal.set_wakeup_fd(-1)
+        self.signals.uninstall()
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -336,114 +319,84 @@ class Worker:
         if self.state != RUNNING:
             message.reject(requeue=True)
             return
-        try:
-            body = message.decode()
-            request = parse_task_message(
-                message.headers, body, message.properties, message.delivery_info
-            )
-        except InvalidTaskError as exc:
-            logger.error("Rejected an invalid task message: %s", exc)
-            message.reject(requeue=False)
+        held = receive(self.app, message, self.options.time_limit, self.options.soft_time_limit)
+        if held is None:
             return
-        except Exception as exc:  # ContentDisallowed, DecodeError, anything a peer could send
-            logger.error(
-                "Rejected a message that cannot be decoded (content type %r): %s",
-                message.content_type,
-                exc,
-            )
-            message.reject(requeue=False)
-            return
-        task = self.app.tasks.get(request.name)
-        if task is None:
-            logger.error(
-                "Received unregistered task of type %r: rejected. The task is not in "
-                "this worker's app; import its module via include=[...]",
-                request.name,
-            )
-            message.reject(requeue=False)
-            return
-        held = self._hold(request, message, task)
+        request = held.request
         logger.info("Task %s[%s] received", request.name, request.id)
+        self.events.task("task-received", **received_event_fields(request))
         if self._discard_if_revoked(held):
             return
         if request.eta is not None:
             delay = (request.eta - utcnow()).total_seconds()
             if delay > 0:
                 self.eta_held.add(held)
-                self._update_qos()
+                self.update_qos()
                 self.hub.call_later(delay, self._eta_due, held)
                 return
         self.reserved.append(held)
         self._dispatch()
 
-    def _hold(self, request: Any, message: Any, task: Task) -> Held:
-        conf = self.app.conf
-        hard = (
-            request.time_limit or task.time_limit or self.options.time_limit or conf.task_time_limit
-        )
-        soft = (
-            request.soft_time_limit
-            or task.soft_time_limit
-            or self.options.soft_time_limit
-            or conf.task_soft_time_limit
-        )
-        return Held(
-            request=request,
-            message=message,
-            acks_late=bool(task.option("acks_late", "task_acks_late")),
-            reject_on_worker_lost=bool(
-                task.option("reject_on_worker_lost", "task_reject_on_worker_lost")
-            ),
-            acks_on_failure=bool(
-                task.option("acks_on_failure_or_timeout", "task_acks_on_failure_or_timeout")
-            ),
-            time_limit=hard,
-            soft_time_limit=soft,
-        )
-
     def _eta_due(self, held: Held) -> None:
         if held not in self.eta_held:
             return
         self.eta_held.discard(held)
-        self._update_qos()
+        self.update_qos()
         if not self._discard_if_revoked(held):
             self.reserved.append(held)
             self._dispatch()
 
     def _discard_if_revoked(self, held: Held) -> bool:
         request = held.request
-        reason = None
         if request.id in self.revoked_ids:
-            reason = "revoked"
-            logger.info("Discarding revoked task: %s[%s]", request.name, request.id)
-        elif request.expires is not None and request.expires < utcnow():
-            reason = "expired"
-            logger.info("Discarding expired task: %s[%s]", request.name, request.id)
-        if reason is None:
-            return False
-        store(self.app, request, TaskRevokedError(reason), states.REVOKED, None, self.hostname)
-        held.ack()
-        return True
+            outcomes.discard_revoked(self, held, "revoked")
+            return True
+        if request.expires is not None and request.expires < utcnow():
+            outcomes.discard_revoked(self, held, "expired")
+            return True
+        return False
 
     # -- dispatching -------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        while self.reserved and self.state == RUNNING:
+        if not self.reserved or self.state != RUNNING:
+            return
+        self.last_busy = time.monotonic()
+        limited: list[Held] = []
+        wait_s: float | None = None
+        while self.reserved:
             idle = self.pool.idle()
             if not idle:
-                return
+                break
             held = self.reserved.popleft()
             if self._discard_if_revoked(held):
                 continue
-            job_id = self._next_job_id
-            self._next_job_id += 1
-            child = idle[0]
-            held.job_id, held.child = job_id, child
-            held.started_at, held.time_start_epoch = time.monotonic(), time.time()
-            self.active[job_id] = held
-            if not held.acks_late:
-                held.ack()
-            self.pool.send(child, job_id, (job_id, held.request))
+            bucket = self.rate_buckets.get(held.request.name)
+            if bucket is not None and not bucket.can_consume(1):
+                limited.append(held)
+                expected = bucket.expected_time(1)
+                wait_s = expected if wait_s is None else min(wait_s, expected)
+                continue
+            self._start(held, idle[0])
+        self.reserved.extendleft(reversed(limited))
+        if wait_s is not None and not self._rate_wakeup_pending:
+            self._rate_wakeup_pending = True
+            self.hub.call_later(max(wait_s, 0.001), self._rate_wakeup)
+
+    def _rate_wakeup(self) -> None:
+        self._rate_wakeup_pending = False
+        self._dispatch()
+
+    def _start(self, held: Held, child: Child) -> None:
+        job_id = self._next_job_id
+        self._next_job_id += 1
+        held.job_id, held.child = job_id, child
+        held.started_at, held.time_start_epoch = time.monotonic(), time.time()
+        self.active[job_id] = held
+        if not held.acks_late:
+            held.ack()
+        self.pool.send(child, job_id, (job_id, held.request))
+        self.events.task("task-started", uuid=held.request.id)
 
     def _on_child_result(self, child: Child, payload: Any) -> None:
         job_id, outcome, leaving = payload
@@ -451,114 +404,21 @@ class Worker:
         child.job_id = None
         child.tasks_done += 1
         if held is not None:
-            self._finish(held, outcome)
+            outcomes.finish(self, held, outcome)
         if leaving:
             child.extra["retiring"] = True
         elif child.extra.get("retiring") and child.job_writer is not None:
             child.job_writer.send(None)
         self._dispatch()
 
-    def _finish(self, held: Held, outcome: Any) -> None:
-        request = held.request
-        self.processed[request.name] += 1
-        if outcome.state == states.SUCCESS:
-            logger.info(
-                "Task %s[%s] succeeded in %.4fs: %s",
-                request.name,
-                request.id,
-                outcome.runtime_s,
-                outcome.result_repr,
-            )
-        elif outcome.state == states.RETRY:
-            logger.info(
-                "Task %s[%s] retry: Retry in %ss: %s",
-                request.name,
-                request.id,
-                outcome.retry_when,
-                outcome.exception_repr,
-            )
-        elif outcome.state == states.FAILURE:
-            logger.error(
-                "Task %s[%s] raised unexpected: %s\n%s",
-                request.name,
-                request.id,
-                outcome.exception_repr,
-                outcome.traceback or "",
-            )
-        elif outcome.state == states.REJECTED:
-            logger.warning(
-                "Task %s[%s] rejected (requeue=%s): %s",
-                request.name,
-                request.id,
-                outcome.requeue,
-                outcome.exception_repr,
-            )
-            held.reject(requeue=outcome.requeue)
-            return
-        if held.acks_late and outcome.state == states.FAILURE and not held.acks_on_failure:
-            held.reject(requeue=False)
-        else:
-            held.ack()
-
     def _on_child_exit(self, child: Child) -> None:
         exitcode = child.exitcode()
         held = self.active.pop(child.job_id, None) if child.job_id is not None else None
         if held is not None:
-            self._fail_lost_job(held, exitcode)
+            outcomes.fail_lost_job(self, held, exitcode)
         if self.state == RUNNING and len(self.pool.children) < self.pool.size:
             self.pool.spawn()
         self._dispatch()
-
-    def _fail_lost_job(self, held: Held, exitcode: int | None) -> None:
-        request = held.request
-        self.processed[request.name] += 1
-        if held.timed_out:
-            error: Exception = TimeLimitExceeded(held.time_limit)
-            logger.error(
-                "Hard time limit (%ss) exceeded for %s[%s]",
-                held.time_limit,
-                request.name,
-                request.id,
-            )
-        elif held.terminated_by is not None:
-            logger.info(
-                "Terminated task %s[%s] with %s",
-                request.name,
-                request.id,
-                signal.Signals(held.terminated_by).name,
-            )
-            store(
-                self.app,
-                request,
-                TaskRevokedError("terminated"),
-                states.REVOKED,
-                None,
-                self.hostname,
-            )
-            held.ack()
-            return
-        else:
-            how = (
-                f"signal {-exitcode} ({signal.Signals(-exitcode).name})"
-                if exitcode and exitcode < 0
-                else f"exitcode {exitcode}"
-            )
-            error = WorkerLostError(f"Worker exited prematurely: {how} Job: {held.job_id}.")
-            if held.acks_late and held.reject_on_worker_lost:
-                logger.error(
-                    "Task %s[%s]: %s; requeued (reject_on_worker_lost)",
-                    request.name,
-                    request.id,
-                    error,
-                )
-                held.reject(requeue=True)
-                return
-            logger.error("Task %s[%s] raised unexpected: %r", request.name, request.id, error)
-        store(self.app, request, error, states.FAILURE, None, self.hostname)
-        if held.acks_late and not held.acks_on_failure:
-            held.reject(requeue=False)
-        else:
-            held.ack()
 
     # -- housekeeping ------------------------------------------------------------------------
 
@@ -581,6 +441,9 @@ class Worker:
                 held.timed_out = True
                 self.pool.signal_child(held.child, signal.SIGKILL)
         self.pool.check_alive()
+        if self.autoscale is not None and control.autoscale_step(self, now):
+            self.update_qos()
+            self._dispatch()
 
     def terminate_task(self, task_id: str, signum: int) -> bool:
         """Kill the pool process running `task_id`; return whether it was running here."""
@@ -591,8 +454,22 @@ class Worker:
                 return True
         return False
 
+    # -- what remote control calls ---------------------------------------------------------
 
-def _connection_errors(connection: Any) -> tuple[type[BaseException], ...]:
+    def set_task_events(self, enabled: bool) -> bool:
+        """Switch task events on or off; return whether that changed anything."""
+        return self.events.set_task_events(enabled)
+
+    def send_heartbeat(self, extra: bool = False) -> None:
+        self.events.heartbeat()
+
+    def discard_revoked(self, held: Held) -> None:
+        """Drop a held request that was revoked."""
+        outcomes.discard_revoked(self, held, "revoked")
+
+
+def _recoverable_errors(connection: Any) -> tuple[type[BaseException], ...]:
+    """Errors after which the worker reconnects (anything else stops it)."""
     if connection is None:
-        return ()
-    return tuple(connection.connection_errors) + tuple(connection.channel_errors)
+        return (OSError,)
+    return (OSError, *connection.connection_errors, *connection.channel_errors)

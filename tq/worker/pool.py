@@ -286,3 +286,30 @@ class SoloPool(ThreadPool):
     def send(self, child: Child, job_id: int, payload: Any) -> None:
         child.job_id = job_id
         self.call_soon(lambda: self.on_result(child, self.run_job(payload)))
+
+
+def make_pool(
+    kind: str,
+    *,
+    size: int,
+    child_main: Callable[..., None],
+    run_job: Callable[[Any], Any],
+    on_result: ResultCallback,
+    on_exit: ExitCallback,
+    add_reader: Callable[..., Any],
+    remove_reader: Callable[[int], Any],
+    call_soon: Callable[..., Any],
+) -> Any:
+    """Return a pool of the kind -P names."""
+    if kind == "prefork":
+        return PreforkPool(
+            size=size,
+            child_main=child_main,
+            on_result=on_result,
+            on_exit=on_exit,
+            add_reader=add_reader,
+            remove_reader=remove_reader,
+        )
+    if kind == "threads":
+        return ThreadPool(size=size, run_job=run_job, on_result=on_result, call_soon=call_soon)
+    return SoloPool(run_job=run_job, on_result=on_result, call_soon=call_soon)

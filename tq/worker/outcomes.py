@@ -1,0 +1,147 @@
+"""What the parent does when a task ends: log it, tell monitors, store what the child could not, ack."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+from .. import states
+from ..errors import TaskRevokedError, TimeLimitExceeded, WorkerLostError
+from .executor import Outcome, store
+from .request import Held
+
+if TYPE_CHECKING:
+    from .consumer import Worker
+
+logger = logging.getLogger("tq.worker")
+
+
+def finish(worker: Worker, held: Held, outcome: Outcome) -> None:
+    """Log and announce a task the pool finished, then ack or reject its message."""
+    request = held.request
+    name, task_id = request.name, request.id
+    worker.processed[name] += 1
+    events = worker.events
+    if outcome.state == states.SUCCESS:
+        logger.info(
+            "Task %s[%s] succeeded in %.4fs: %s",
+            name,
+            task_id,
+            outcome.runtime_s,
+            outcome.result_repr,
+        )
+        events.task(
+            "task-succeeded", uuid=task_id, result=outcome.result_repr, runtime=outcome.runtime_s
+        )
+    elif outcome.state == states.RETRY:
+        logger.info(
+            "Task %s[%s] retry: Retry in %ss: %s",
+            name,
+            task_id,
+            outcome.retry_when,
+            outcome.exception_repr,
+        )
+        events.task(
+            "task-retried",
+            uuid=task_id,
+            exception=outcome.exception_repr,
+            traceback=outcome.traceback,
+        )
+    elif outcome.state == states.FAILURE:
+        logger.error(
+            "Task %s[%s] raised unexpected: %s\n%s",
+            name,
+            task_id,
+            outcome.exception_repr,
+            outcome.traceback or "",
+        )
+        events.task(
+            "task-failed",
+            uuid=task_id,
+            exception=outcome.exception_repr,
+            traceback=outcome.traceback,
+        )
+    elif outcome.state == states.REJECTED:
+        logger.warning(
+            "Task %s[%s] rejected (requeue=%s): %s",
+            name,
+            task_id,
+            outcome.requeue,
+            outcome.exception_repr,
+        )
+        events.task("task-rejected", uuid=task_id, requeue=outcome.requeue)
+        held.reject(requeue=outcome.requeue)
+        return
+    if held.acks_late and outcome.state == states.FAILURE and not held.acks_on_failure:
+        held.reject(requeue=False)
+    else:
+        held.ack()
+
+
+def fail_lost_job(worker: Worker, held: Held, exitcode: int | None) -> None:
+    """A pool process died running this task: time limit, terminate, or lost."""
+    request = held.request
+    worker.processed[request.name] += 1
+    if held.terminated_by is not None and not held.timed_out:
+        logger.info(
+            "Terminated task %s[%s] with %s",
+            request.name,
+            request.id,
+            signal.Signals(held.terminated_by).name,
+        )
+        store(
+            worker.app,
+            request,
+            TaskRevokedError("terminated"),
+            states.REVOKED,
+            None,
+            worker.hostname,
+        )
+        held.ack()
+        worker.events.task(
+            "task-revoked",
+            uuid=request.id,
+            terminated=True,
+            signum=held.terminated_by,
+            expired=False,
+        )
+        return
+    error: Exception
+    if held.timed_out:
+        error = TimeLimitExceeded(held.time_limit)
+        logger.error(
+            "Hard time limit (%ss) exceeded for %s[%s]", held.time_limit, request.name, request.id
+        )
+    else:
+        how = (
+            f"signal {-exitcode} ({signal.Signals(-exitcode).name})"
+            if exitcode and exitcode < 0
+            else f"exitcode {exitcode}"
+        )
+        error = WorkerLostError(f"Worker exited prematurely: {how} Job: {held.job_id}.")
+        if held.acks_late and held.reject_on_worker_lost:
+            logger.error(
+                "Task %s[%s]: %s; requeued (reject_on_worker_lost)", request.name, request.id, error
+            )
+            held.reject(requeue=True)
+            worker.events.task("task-rejected", uuid=request.id, requeue=True)
+            return
+        logger.error("Task %s[%s] raised unexpected: %r", request.name, request.id, error)
+    store(worker.app, request, error, states.FAILURE, None, worker.hostname)
+    worker.events.task("task-failed", uuid=request.id, exception=repr(error), traceback=None)
+    if held.acks_late and not held.acks_on_failure:
+        held.reject(requeue=False)
+    else:
+        held.ack()
+
+
+def discard_revoked(worker: Worker, held: Held, reason: str) -> None:
+    """Drop a held request that was revoked or expired: store REVOKED, ack, tell monitors."""
+    request = held.request
+    logger.info("Discarding %s task: %s[%s]", reason, request.name, request.id)
+    store(worker.app, request, TaskRevokedError(reason), states.REVOKED, None, worker.hostname)
+    held.ack()
+    worker.events.task(
+        "task-revoked", uuid=request.id, terminated=False, signum=None, expired=reason == "expired"
+    )
