@@ -90,3 +90,64 @@ class Control:
     ) -> list[dict[str, Any]]:
         """Ask workers for `pong`; return one {node: reply} dict per worker that answered."""
         return self.broadcast("ping", destination=destination, reply=True, timeout=timeout) or []
+
+    def call(
+        self,
+        command: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        destination: list[str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> dict[str, Any]:
+        """Send a command that wants replies; return {node: reply} for every node that answered."""
+        replies = self.broadcast(
+            command, arguments, destination=destination, reply=True, timeout=timeout
+        )
+        merged: dict[str, Any] = {}
+        for reply in replies or []:
+            if isinstance(reply, dict):
+                merged.update(reply)
+        return merged
+
+    def inspect(
+        self, command: str, arguments: dict[str, Any] | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """Run a read-only command (active, stats, ...) on the workers."""
+        return self.call(command, arguments, **options)
+
+    def enable_events(self, **options: Any) -> dict[str, Any]:
+        return self.call("enable_events", **options)
+
+    def disable_events(self, **options: Any) -> dict[str, Any]:
+        return self.call("disable_events", **options)
+
+    def rate_limit(self, task_name: str, rate_limit: str, **options: Any) -> dict[str, Any]:
+        return self.call(
+            "rate_limit", {"task_name": task_name, "rate_limit": rate_limit}, **options
+        )
+
+    def time_limit(
+        self, task_name: str, soft: float | None = None, hard: float | None = None, **options: Any
+    ) -> dict[str, Any]:
+        return self.call(
+            "time_limit", {"task_name": task_name, "soft": soft, "hard": hard}, **options
+        )
+
+    def pool_grow(self, n: int = 1, **options: Any) -> dict[str, Any]:
+        return self.call("pool_grow", {"n": n}, **options)
+
+    def pool_shrink(self, n: int = 1, **options: Any) -> dict[str, Any]:
+        return self.call("pool_shrink", {"n": n}, **options)
+
+    def autoscale(self, max: int, min: int, **options: Any) -> dict[str, Any]:  # noqa: A002
+        return self.call("autoscale", {"max": max, "min": min}, **options)
+
+    def add_consumer(self, queue: str, **options: Any) -> dict[str, Any]:
+        return self.call("add_consumer", {"queue": queue}, **options)
+
+    def cancel_consumer(self, queue: str, **options: Any) -> dict[str, Any]:
+        return self.call("cancel_consumer", {"queue": queue}, **options)
+
+    def shutdown(self, *, destination: list[str] | None = None) -> None:
+        """Ask workers to stop (warm); no reply comes, as in Celery."""
+        self.broadcast("shutdown", destination=destination, reply=False)

@@ -92,7 +92,7 @@ def revoked(worker: Worker, **_kw: Any) -> list[str]:
 
 @handler
 def registered(
-    worker: Worker, *taskinfoitems: str, builtins: bool = False, **_kw: Any
+    worker: Worker, taskinfoitems: Any = None, builtins: bool = False, **_kw: Any
 ) -> list[str]:
     items = taskinfoitems or ("exchange", "routing_key", "rate_limit")
     lines = []
@@ -110,8 +110,8 @@ def registered(
 
 
 @handler
-def query_task(worker: Worker, *ids: Any, **_kw: Any) -> dict[str, Any]:
-    wanted = {one for group in ids for one in ([group] if isinstance(group, str) else group)}
+def query_task(worker: Worker, ids: Any = (), **_kw: Any) -> dict[str, Any]:
+    wanted = {ids} if isinstance(ids, str) else {str(one) for one in ids}
     found: dict[str, Any] = {}
     for label, pool in (
         ("active", worker.active.values()),
