@@ -90,12 +90,15 @@ def render_reply(console: Console, command: str, node: str, reply: Any) -> None:
     """Print one node's reply: status word, then the body in a readable shape."""
     failed = isinstance(reply, dict) and "error" in reply
     console.print(
-        f"->  [bold]{node}[/]: " + ("[red]ERROR[/]" if failed else "[green]OK[/]"), highlight=False
+        f"->  [bold]{escape(node)}[/]: " + ("[red]ERROR[/]" if failed else "[green]OK[/]"),
+        highlight=False,
     )
     if command in ("status",):
         return
     if isinstance(reply, dict) and set(reply) <= {"ok", "error"} and reply:
-        console.print(f"        {escape(str(reply.get('ok', reply.get('error'))))}", highlight=False)
+        console.print(
+            f"        {escape(str(reply.get('ok', reply.get('error'))))}", highlight=False
+        )
     elif command in _TASK_LISTS and isinstance(reply, list) and reply:
         console.print(_task_table(command, reply))
     elif isinstance(reply, list):
@@ -103,13 +106,16 @@ def render_reply(console: Console, command: str, node: str, reply: Any) -> None:
             console.print("    - empty -")
         for item in reply:
             console.print(
-                f"    * {item if isinstance(item, str) else json.dumps(item)}", highlight=False
+                f"    * {escape(item if isinstance(item, str) else json.dumps(item))}",
+                highlight=False,
             )
     elif isinstance(reply, dict) and not reply:
         console.print("    - empty -")
     elif reply is not None:
         text = json.dumps(reply, indent=4, default=repr)
-        console.print(escape("\n".join("    " + line for line in text.splitlines())), highlight=False)
+        console.print(
+            escape("\n".join("    " + line for line in text.splitlines())), highlight=False
+        )
 
 
 def _task_table(command: str, items: list[dict[str, Any]]) -> Table:
