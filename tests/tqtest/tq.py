@@ -12,4 +12,5 @@ app.conf.update(
     },
     result_extended=True,
     result_expires=int(os.environ.get("TQ_TEST_RESULT_EXPIRES", "3600")),
+    worker_allow_destructive_control=os.environ.get("TQ_TEST_DESTRUCTIVE", "1") == "1",
 )

@@ -21,6 +21,19 @@ def _split(values: tuple[str, ...]) -> list[str]:
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
+def _parse_autoscale(value: str) -> tuple[int, int]:
+    parts = [part.strip() for part in value.split(",")]
+    try:
+        high, low = (int(parts[0]), int(parts[1]) if len(parts) > 1 else 1)
+    except (ValueError, IndexError):
+        raise click.BadParameter(
+            f"expected MAX,MIN like 10,3, got {value!r}", param_hint="--autoscale"
+        ) from None
+    if low < 1 or high < low:
+        raise click.BadParameter(f"need 1 <= MIN <= MAX, got {value!r}", param_hint="--autoscale")
+    return high, low
+
+
 @click.command()
 @click.option(
     "-c", "--concurrency", type=click.IntRange(min=1), help="Pool size (default: CPU count)."
@@ -50,6 +63,9 @@ def _split(values: tuple[str, ...]) -> list[str]:
     "--soft-time-limit", type=click.FloatRange(min=0, min_open=True), help="Soft limit, seconds."
 )
 @click.option("--prefetch-multiplier", type=click.IntRange(min=0))
+@click.option(
+    "--autoscale", metavar="MAX,MIN", help="Grow the pool up to MAX while work waits, down to MIN."
+)
 @click.pass_obj
 def worker(
     obj: object,
@@ -67,6 +83,7 @@ def worker(
     time_limit: float | None,
     soft_time_limit: float | None,
     prefetch_multiplier: int | None,
+    autoscale: str | None,
 ) -> None:
     """Start a worker node (warm shutdown on TERM or Ctrl-C, cold on QUIT or a second one)."""
     app = obj.app  # type: ignore[attr-defined]
@@ -75,6 +92,7 @@ def worker(
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="-l/--loglevel") from None
     conf = app.conf
+    scale = _parse_autoscale(autoscale) if autoscale else None
     nodename = host_format(hostname)
     if "@" not in nodename:
         nodename = f"{nodename}@{socket.gethostname()}"
@@ -84,7 +102,11 @@ def worker(
     app.import_includes()
     options = WorkerOptions(
         hostname=nodename,
-        concurrency=concurrency or int(conf.worker_concurrency or 0) or os.cpu_count() or 1,
+        concurrency=(
+            scale[1]
+            if scale
+            else concurrency or int(conf.worker_concurrency or 0) or os.cpu_count() or 1
+        ),
         pool=pool,
         queues=_split(queues),
         exclude_queues=_split(exclude_queues),
@@ -96,6 +118,7 @@ def worker(
         time_limit=time_limit,
         soft_time_limit=soft_time_limit,
         send_events=task_events or bool(conf.worker_send_task_events),
+        autoscale=scale,
     )
     node = Worker(app, options)
     lock = Pidfile(node_format(pidfile, nodename, 0)) if pidfile else None

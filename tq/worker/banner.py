@@ -23,7 +23,7 @@ def render_banner(worker: Worker, *, version: str, show_tasks: bool) -> str:
         f".> app:         {app.main}:{id(app):#x}",
         f".> transport:   {mask_url(app.broker_url)}",
         f".> results:     {mask_url(results) if results else 'disabled://'}",
-        f".> concurrency: {options.concurrency} ({options.pool})",
+        f".> concurrency: {_concurrency(options)} ({options.pool})",
         f".> task events: {events}",
     ]
     art = [
@@ -59,3 +59,10 @@ def render_banner(worker: Worker, *, version: str, show_tasks: bool) -> str:
         lines += ["", "[tasks]"]
         lines += [f"  . {name}" for name in sorted(app.tasks) if not name.startswith("celery.")]
     return "\n".join(lines) + "\n"
+
+
+def _concurrency(options: object) -> str:
+    scale = getattr(options, "autoscale", None)
+    if scale:
+        return f"{{min={scale[1]}, max={scale[0]}}}"
+    return str(getattr(options, "concurrency", "?"))
