@@ -116,10 +116,16 @@ def revoke(
         signum = signal_number(signal)
         killed = [one for one in ids if worker.terminate_task(one, signum)]
         return ok(f"terminate: {', '.join(killed)}" if killed else "terminate: tasks unknown")
+    # Settle what this worker holds at once, so clients see REVOKED without waiting for an ETA.
     for held in list(worker.reserved):
         if held.request.id in ids:
             worker.reserved.remove(held)
             worker.discard_revoked(held)
+    for held in list(worker.eta_held):
+        if held.request.id in ids:
+            worker.eta_held.discard(held)
+            worker.discard_revoked(held)
+            worker.update_qos()
     return ok(f"tasks {set(ids)!r} flagged as revoked")
 
 
