@@ -22,7 +22,9 @@ pytestmark = pytest.mark.timeout(120)
 def tq(*args: str, timeout: float = 30, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, "-m", "tq", "-A", "tqtest", "--workdir", str(TESTS), *args],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env=dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{ROOT}"),
     )
     if check:
