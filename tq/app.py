@@ -59,6 +59,7 @@ class App:
         self._routes_source: Any = None
         self._oid: tuple[int, str] | None = None
         self._control: Control | None = None
+        self._sent_dispatcher: Any = None
 
     def __repr__(self) -> str:
         return f"<App {self.main}:{id(self):#x}>"
@@ -336,7 +337,40 @@ class App:
             retry_policy=retry_policy,
             before_publish=backend.on_task_call if backend is not None else None,
         )
+        if conf.task_send_sent_event:
+            self._send_sent_event(message, target_queue, route)
         return result_module.AsyncResult(task_id, app=self, task_name=name)
+
+    def _send_sent_event(self, message: Any, queue: Queue, route: dict[str, Any]) -> None:
+        """Publish task-sent (task_send_sent_event), from this client as gen<pid>@host."""
+        from .events import EventDispatcher, task_sent_fields
+
+        dispatcher = self._sent_dispatcher
+        if dispatcher is None or dispatcher.pid != os.getpid():
+            dispatcher = self._sent_dispatcher = EventDispatcher(
+                self.publisher.connection,
+                hostname=message.headers["origin"],
+                exchange_name=self.conf.event_exchange,
+                enabled_groups=("task",),
+            )
+        headers = message.headers
+        dispatcher.send(
+            "task-sent",
+            **task_sent_fields(
+                task_id=headers["id"],
+                name=headers["task"],
+                argsrepr=headers["argsrepr"],
+                kwargsrepr=headers["kwargsrepr"],
+                retries=headers["retries"],
+                eta=headers["eta"],
+                expires=headers["expires"],
+                root_id=headers["root_id"],
+                parent_id=headers["parent_id"],
+                queue=queue.name,
+                exchange=route.get("exchange") or "",
+                routing_key=route.get("routing_key") or queue.name,
+            ),
+        )
 
 
 #: Celery's name for the same class, so `from tq import Celery` reads like Celery's guide.

@@ -94,14 +94,21 @@ def test_events_dump_json_lines(redis_broker, start_worker):
     time.sleep(1.5)
     start_worker("-c", "1", name="evj@%h")
     tasks.app.control.enable_events()
-    assert tasks.mul.delay(6, 7).get(timeout=10) == 42
-    out = collect(monitor, ['"task-succeeded"'])
+    tasks.app.conf.task_send_sent_event = True
+    try:
+        assert tasks.mul.delay(6, 7).get(timeout=10) == 42
+    finally:
+        tasks.app.conf.task_send_sent_event = False
+    out = collect(monitor, ['"task-succeeded"', '"task-sent"'])
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     succeeded = [e for e in events if e["type"] == "task-succeeded"]
     assert (
         succeeded and succeeded[0]["result"] == "42" and isinstance(succeeded[0]["runtime"], float)
     )
     assert all({"hostname", "timestamp", "clock", "pid", "utcoffset"} <= set(e) for e in events)
+    [sent] = [e for e in events if e["type"] == "task-sent"]
+    assert sent["hostname"].startswith(f"gen{os.getpid()}@") and sent["name"] == "tqtest.tasks.mul"
+    assert sent["args"] == "(6, 7)" and sent["queue"] == redis_broker.queue
 
 
 @pytest.fixture(params=["amqp", "redis"])
