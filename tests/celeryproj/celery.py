@@ -36,3 +36,16 @@ def mark(name):
     with open(os.environ["TQ_TEST_LEDGER"], "a") as ledger:
         ledger.write(name + "\n")
     return name
+
+
+@app.task(name="tqtest.tasks.xsum")
+def xsum(numbers):
+    return sum(numbers)
+
+
+@app.task(name="tqtest.tasks.slow_add")
+def slow_add(x, y, seconds=0.05):
+    import time
+
+    time.sleep(seconds)
+    return x + y

@@ -156,3 +156,41 @@ def on_error(task_id):
 @app.task
 def on_error_new_style(request, exc, traceback):
     record(f"new-errback:{request.id}:{type(exc).__name__}")
+
+
+# -- canvas (workflows) -----------------------------------------------------------------------
+
+
+@app.task
+def add_debug(x, y, debug=False):
+    return [x + y, debug]
+
+
+@app.task
+def slow_add(x, y, seconds=0.05):
+    time.sleep(seconds)
+    return x + y
+
+
+@app.task
+def upload_document(name):
+    return f"doc:{name}"
+
+
+@app.task
+def apply_filter(document, filter_name):
+    return f"{filter_name}({document})"
+
+
+@app.task
+def counted(name, value):
+    """A chord header task that records each run, so a test can see redeliveries."""
+    record(name)
+    return value
+
+
+@app.task
+def tally(numbers, name):
+    """A chord body that records each run, so a test can count how often it ran."""
+    record(f"{name}:{sum(numbers)}")
+    return sum(numbers)
