@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SoftTimeLimitExceeded
 from .executor import execute
+from .logs import reopen_log_files
 
 if TYPE_CHECKING:
     from ..app import App
@@ -65,6 +66,7 @@ def child_loop(
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     signal.signal(signal.SIGUSR1, _raise_soft_time_limit)
+    signal.signal(signal.SIGHUP, lambda signum, frame: reopen_log_files())
     for fd in inherited_fds:
         try:
             os.close(fd)

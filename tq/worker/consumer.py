@@ -13,12 +13,14 @@ from kombu import Consumer
 from kombu.asynchronous import Hub, set_event_loop
 from kombu.clocks import LamportClock
 
+from .. import sdnotify
 from ..events import HEARTBEAT_INTERVAL_S
 from ..protocol import utcnow
 from . import control, outcomes
 from .child import child_loop
 from .executor import execute
 from .heartbeat import WorkerEvents
+from .logs import reopen_log_files
 from .pool import Child, PreforkPool, make_pool
 from .request import Held, receive, received_event_fields
 from .shutdown import ShutdownSignals
@@ -251,6 +253,7 @@ class Worker:
                     if not announced:
                         self.events.online()
                         logger.info("%s ready.", self.hostname)
+                        sdnotify.ready(f"{self.hostname} consuming {len(self.queues)} queue(s)")
                         announced = True
                 loop = self.hub.create_loop()
                 while self.state != STOPPED:
@@ -459,6 +462,12 @@ class Worker:
     def set_task_events(self, enabled: bool) -> bool:
         """Switch task events on or off; return whether that changed anything."""
         return self.events.set_task_events(enabled)
+
+    def reopen_logs(self) -> None:
+        """Reopen log files here and in the pool (SIGHUP, after the supervisor rotated them)."""
+        reopen_log_files()
+        for child in list(self.pool.children) if self.options.pool == "prefork" else []:
+            self.pool.signal_child(child, signal.SIGHUP)
 
     def send_heartbeat(self, extra: bool = False) -> None:
         self.events.heartbeat()

@@ -37,3 +37,10 @@ def setup_logging(level: int, fmt: str, logfile: str | None = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def reopen_log_files() -> None:
+    """Close file handlers so their next record reopens the file (after rotation or logrotate)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.close()

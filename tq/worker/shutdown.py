@@ -1,4 +1,4 @@
-"""Signals into shutdown requests: TERM/INT warm, QUIT or a second signal cold."""
+"""Signals into actions: TERM/INT warm stop, QUIT or a second signal cold, HUP reopens logs."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class ShutdownSignals:
         os.set_blocking(self.reader, False)
         os.set_blocking(self._writer, False)
         signal.set_wakeup_fd(self._writer, warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
 
     def uninstall(self) -> None:
@@ -45,6 +45,9 @@ class ShutdownSignals:
 
         while self.pending:
             signum = self.pending.pop(0)
+            if signum == signal.SIGHUP:
+                self.worker.reopen_logs()
+                continue
             name = signal.Signals(signum).name
             cold = signum == signal.SIGQUIT or self.worker.state != RUNNING
             self.worker.request_stop(cold=cold, reason=name)
