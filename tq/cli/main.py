@@ -76,10 +76,10 @@ def cli(
 
 
 def _register_commands() -> None:
-    from . import calls, events, remote, worker
+    from . import calls, events, remote, supervise, worker
 
     cli.add_command(worker.worker)
-    for command in [*calls.COMMANDS, *remote.COMMANDS, *events.COMMANDS]:
+    for command in [*calls.COMMANDS, *remote.COMMANDS, *events.COMMANDS, *supervise.COMMANDS]:
         cli.add_command(command)
 
 

@@ -1,0 +1,198 @@
+"""The supervisor with real processes on the embedded broker: up, ps, restarts, FATAL, re-adoption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import ROOT, TESTS, make_broker_env
+
+pytestmark = pytest.mark.timeout(180)
+HOST = socket.gethostname()
+
+
+class Cluster:
+    """Runs `tq` commands against one test's run directory and cleans up every process after."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str], workdir: Path = TESTS) -> None:
+        self.run_dir = tmp_path / "data" / "run"
+        self.workdir = workdir
+        self.env = dict(os.environ, **env, PYTHONPATH=f"{workdir}{os.pathsep}{ROOT}")
+
+    def tq(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "tq", "-A", "tqtest", "--workdir", str(self.workdir), *args],
+                                cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check:
+            assert result.returncode == 0, f"tq {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}"
+        return result
+
+    def ps(self) -> dict:
+        return json.loads(self.tq("ps", "--json").stdout)
+
+    def node(self, short: str) -> dict:
+        [row] = [row for row in self.ps()["nodes"] if row["name"].split("@")[0] == short]
+        return row
+
+    def supervisor_pid(self) -> int | None:
+        try:
+            return int((self.run_dir / "supervisor.lock").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def wait(self, predicate, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.2)
+        return predicate()
+
+    def cleanup(self) -> None:
+        pids = set()
+        state = self.run_dir / "state.json"
+        if state.exists():
+            for entry in json.loads(state.read_text()).get("nodes", []):
+                if entry.get("identity"):
+                    pids.add(entry["identity"]["pid"])
+        supervisor = self.supervisor_pid()
+        self.tq("supervisor", "stop", check=False, timeout=90)
+        for pid in [supervisor, *pids]:
+            if not pid:
+                continue
+            try:
+                process = psutil.Process(pid)
+                if "tq" in " ".join(process.cmdline()):
+                    for child in process.children(recursive=True):
+                        child.kill()
+                    process.kill()
+            except psutil.Error:
+                pass
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch):
+    state = make_broker_env("embedded", tmp_path, monkeypatch)
+    handle = Cluster(tmp_path, state.env)
+    handle.broker = state
+    yield handle
+    handle.cleanup()
+
+
+def test_up_starts_nodes_with_their_queues_and_levels(cluster):
+    q = cluster.broker.queue
+    out = cluster.tq("up", "4", "-Q:1,2", f"{q}.images", "-Q:3", f"{q}.data", "-L:3", "debug", "-Q", q,
+                     "-c", "1").stdout
+    for index in range(1, 5):
+        assert f"> celery{index}@{HOST}: OK" in out
+    rows = {row["name"]: row for row in cluster.ps()["nodes"]}
+    assert [rows[f"celery{i}@{HOST}"]["state"] for i in range(1, 5)] == ["RUNNING"] * 4
+    assert rows[f"celery1@{HOST}"]["queues"] == f"{q}.images"
+    assert rows[f"celery3@{HOST}"]["queues"] == f"{q}.data" and rows[f"celery3@{HOST}"]["loglevel"] == "debug"
+    assert rows[f"celery4@{HOST}"]["queues"] == q
+    replies = json.loads(cluster.tq("inspect", "active_queues", "--json", "-t", "3").stdout)
+    assert [queue["name"] for queue in replies[f"celery2@{HOST}"]] == [f"{q}.images"]
+    assert [queue["name"] for queue in replies[f"celery4@{HOST}"]] == [q]
+    from tqtest import tasks
+
+    assert tasks.add.apply_async((2, 2), queue=f"{q}.data").get(timeout=20) == 4
+    assert "DEBUG" in Path(rows[f"celery3@{HOST}"]["log"]).read_text()
+    run_dir = cluster.run_dir
+    assert stat.S_IMODE(os.stat(run_dir / "supervisor.sock").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(run_dir).st_mode) == 0o700
+    table = cluster.tq("ps").stdout
+    assert "NODE" in table and "RUNNING" in table and f"celery3@{HOST}" in table
+
+
+def test_killed_node_is_restarted_and_a_crash_loop_becomes_fatal(cluster):
+    cluster.tq("up", "1", "-c", "1", "--backoff-start=0.2")
+    first = cluster.node("celery1")
+    os.kill(first["pid"], signal.SIGKILL)
+    assert cluster.wait(lambda: cluster.node("celery1")["state"] == "RUNNING"
+                        and cluster.node("celery1")["pid"] != first["pid"])
+    assert cluster.node("celery1")["restarts"] == 1
+    # A node whose option is wrong exits at once, again and again: FATAL, with its log's last lines.
+    cluster.tq("up", "1", "-c", "1", "--max-tasks-per-child=zero", "--backoff-start=0.1", check=False, timeout=60)
+    assert cluster.wait(lambda: cluster.node("celery1")["state"] == "FATAL", timeout=60)
+    table = cluster.tq("ps").stdout
+    assert "FATAL" in table and "max-tasks-per-child" in table
+
+
+def test_supervisor_killed_nodes_survive_and_are_readopted(cluster):
+    cluster.tq("up", "2", "-c", "1")
+    pids = {row["name"]: row["pid"] for row in cluster.ps()["nodes"]}
+    supervisor = cluster.supervisor_pid()
+    os.kill(supervisor, signal.SIGKILL)
+    psutil.Process(supervisor).wait(timeout=10) if psutil.pid_exists(supervisor) else None
+    assert all(psutil.pid_exists(pid) for pid in pids.values())
+    rows = cluster.ps()["nodes"]  # starts a new supervisor, which adopts the running nodes
+    assert {row["name"]: row["pid"] for row in rows} == pids
+    assert all(row["state"] == "RUNNING" for row in rows)
+    assert cluster.supervisor_pid() != supervisor
+    log = (cluster.run_dir / "supervisor.log").read_text()
+    assert "adopted celery1@" in log
+
+
+def test_recycled_pid_is_never_signalled(cluster):
+    cluster.tq("up", "1", "-c", "1")
+    cluster.tq("supervisor", "stop", "--keep-nodes")
+    state_path = cluster.run_dir / "state.json"
+    state = json.loads(state_path.read_text())
+    node_pid = state["nodes"][0]["identity"]["pid"]
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        os.kill(node_pid, signal.SIGKILL)
+        state["nodes"][0]["identity"]["pid"] = stranger.pid  # as if the pid had been reused
+        state_path.write_text(json.dumps(state))
+        rows = cluster.ps()["nodes"]
+        assert rows[0]["pid"] != stranger.pid
+        assert cluster.wait(lambda: cluster.node("celery1")["state"] == "RUNNING")
+        assert stranger.poll() is None, "the supervisor signalled a process that is not its node"
+        assert "not signalled" in (cluster.run_dir / "supervisor.log").read_text()
+    finally:
+        stranger.kill()
+        stranger.wait(timeout=10)
+
+
+def test_down_lets_running_tasks_finish(cluster):
+    from tqtest import tasks
+
+    cluster.tq("up", "1", "-c", "2")
+    results = [tasks.sleep_then.delay(2, i) for i in range(2)]
+    time.sleep(0.8)  # both are running now
+    out = cluster.tq("down", "--timeout", "30").stdout
+    assert f"celery1@{HOST}: DOWN" in out
+    assert [r.get(timeout=10) for r in results] == [0, 1]
+    assert cluster.node("celery1")["state"] == "STOPPED"
+
+
+def test_second_supervisor_on_the_same_run_dir_refuses(cluster):
+    cluster.tq("up", "1", "-c", "1")
+    result = cluster.tq("supervisor", "run", f"--run-dir={cluster.run_dir}", check=False, timeout=30)
+    assert result.returncode == 1
+    assert "another supervisor is already running" in result.stderr
+    garbage = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    garbage.connect(str(cluster.run_dir / "supervisor.sock"))
+    garbage.sendall(b"\x00\xffnot json\n")
+    reply = garbage.recv(4096)
+    garbage.close()
+    assert b"not a JSON line" in reply
+    assert cluster.node("celery1")["state"] == "RUNNING"
+
+
+def test_no_supervisor_says_how_to_start_one(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tq", "down", f"--run-dir={tmp_path / 'nothing'}"],
+                            capture_output=True, text=True, timeout=30,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.returncode == 1
+    assert "no supervisor is running" in result.stderr and "tq -A proj up" in result.stderr
+    assert "Traceback" not in result.stderr

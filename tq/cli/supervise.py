@@ -1,0 +1,486 @@
+"""`tq up / ps / restart / down / kill / logs` and `tq supervisor`: talk to the node supervisor."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..supervisor import ipc
+from ..supervisor.managed import BACKOFF, FATAL, RUNNING, STOPPED, Policy, tail
+
+_STATE_COLOURS = {
+    "RUNNING": "green",
+    "STARTING": "cyan",
+    "BACKOFF": "yellow",
+    "STOPPING": "yellow",
+    "STOPPED": "dim",
+    "FATAL": "red",
+}
+POLL_S = 0.2
+
+
+def resolve_run_dir(value: str | None) -> Path:
+    """--run-dir, else $TQ_RUN_DIR, else <data dir>/run (the data dir is $TQ_DATA_DIR or ./.tq)."""
+    if value:
+        return Path(value).expanduser().resolve()
+    if os.environ.get("TQ_RUN_DIR"):
+        return Path(os.environ["TQ_RUN_DIR"]).expanduser().resolve()
+    return (Path(os.environ.get("TQ_DATA_DIR") or ".tq").expanduser() / "run").resolve()
+
+
+def run_dir_option(fn: Any) -> Any:
+    return click.option(
+        "--run-dir", help="Supervisor run directory (default: .tq/run, or $TQ_RUN_DIR)."
+    )(fn)
+
+
+def global_words(obj: Any) -> list[str]:
+    """The -A/-b/... given to `tq`, as node options for the multi grammar."""
+    words = ["-A", obj.app_spec]
+    if obj.broker:
+        words += ["-b", obj.broker]
+    if obj.result_backend:
+        words.append(f"--result-backend={obj.result_backend}")
+    if obj.workdir:
+        words.append(f"--workdir={os.path.abspath(obj.workdir)}")
+    return words
+
+
+def fetch(run_dir: Path) -> dict[str, Any]:
+    return ipc.request(run_dir, {"cmd": "ps"})
+
+
+def ensure_supervisor(run_dir: Path, obj: Any) -> None:
+    """If a node table exists but its supervisor died, start one: it re-adopts the live nodes."""
+    if ipc.is_running(run_dir) or not (run_dir / "state.json").exists():
+        return
+    from ..supervisor.daemon import start_in_background
+
+    words = global_words(obj) if obj is not None and obj.app_spec else []
+    start_in_background(
+        [sys.executable, "-m", "tq", *words, "supervisor", "run", f"--run-dir={run_dir}"], run_dir
+    )
+
+
+def wait_for(
+    run_dir: Path, names: list[str], *, done: Any, timeout_s: float, console: Console, label: Any
+) -> bool:
+    """Poll until done(row) holds for every named node, printing each once it does."""
+    pending = set(names)
+    ok = True
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        for row in fetch(run_dir)["nodes"]:
+            if row["name"] in pending:
+                verdict = done(row)
+                if verdict is not None:
+                    pending.discard(row["name"])
+                    ok = ok and verdict
+                    console.print(
+                        f"> {escape(row['name'])}: {label(row, verdict)}", highlight=False
+                    )
+        time.sleep(POLL_S)
+    for name in sorted(pending):
+        console.print(
+            f"> {escape(name)}: [red]TIMED OUT[/] after {timeout_s:.0f}s", highlight=False
+        )
+    return ok and not pending
+
+
+def online_verdict(row: dict[str, Any]) -> bool | None:
+    if row["state"] == RUNNING:
+        return True
+    if row["state"] in (FATAL, STOPPED) or (row["state"] == BACKOFF and row["last_exit"]):
+        return False
+    return None
+
+
+def online_label(row: dict[str, Any], verdict: bool) -> str:
+    if verdict:
+        return "[green]OK[/]"
+    return f"[red]FAILED[/] ({escape(str(row['last_exit']))}; see {escape(row['log'])})"
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("node_args", nargs=-1, type=click.UNPROCESSED)
+@run_dir_option
+@click.option(
+    "--restart",
+    "restart_policy",
+    type=click.Choice(["on-failure", "forever"]),
+    default="on-failure",
+    show_default=True,
+    help="forever: never give up on a crashing node.",
+)
+@click.option(
+    "--start-secs", type=float, default=1.0, show_default=True, help="Up this long = started."
+)
+@click.option(
+    "--stop-timeout", type=float, default=60.0, show_default=True, help="Warm stop budget, s."
+)
+@click.option(
+    "--backoff-start",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="First crash-restart delay, doubling up to 60 s.",
+)
+@click.option("--log-max-bytes", type=int, default=10 << 20, show_default=True)
+@click.option("--log-backups", type=int, default=5, show_default=True)
+@click.option(
+    "--reload", "reload_", is_flag=True, help="Rolling restart when the app's .py files change."
+)
+@click.option(
+    "--foreground", is_flag=True, help="Run the supervisor here (for systemd, Type=notify)."
+)
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Wait this long for nodes.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def up(
+    obj: Any,
+    node_args: tuple[str, ...],
+    run_dir: str | None,
+    restart_policy: str,
+    start_secs: float,
+    stop_timeout: float,
+    backoff_start: float,
+    log_max_bytes: int,
+    log_backups: int,
+    reload_: bool,
+    foreground: bool,
+    wait_s: float,
+    as_json: bool,
+) -> None:
+    """Start (or change) supervised nodes: `tq -A proj up 10 -Q:1-3 images -c 2`."""
+    if not obj.app_spec:
+        raise click.UsageError("tq up needs the app: tq -A proj up N ...")
+    directory = resolve_run_dir(run_dir)
+    argv = [*global_words(obj), *node_args] if node_args else []
+    policy = Policy(
+        restart=restart_policy,
+        start_secs=start_secs,
+        stop_timeout_s=stop_timeout,
+        backoff_start_s=backoff_start,
+    )
+    if foreground:
+        from ..supervisor.daemon import Supervisor
+        from ..supervisor.notices import NodeNotices
+
+        _log_to_stderr()
+        supervisor = Supervisor(
+            run_dir=directory,
+            policy=policy,
+            cwd=os.getcwd(),
+            foreground=True,
+            reload=reload_,
+            log_max_bytes=log_max_bytes,
+            log_backups=log_backups,
+            notices=NodeNotices(obj.app),
+        )
+        sys.exit(supervisor.run(initial_argv=argv))
+    if not ipc.is_running(directory):
+        from ..supervisor.daemon import start_in_background
+
+        command = [
+            sys.executable,
+            "-m",
+            "tq",
+            *global_words(obj),
+            "supervisor",
+            "run",
+            f"--run-dir={directory}",
+            f"--restart={restart_policy}",
+            f"--start-secs={start_secs}",
+            f"--stop-timeout={stop_timeout}",
+            f"--backoff-start={backoff_start}",
+            f"--log-max-bytes={log_max_bytes}",
+            f"--log-backups={log_backups}",
+            *(["--reload"] if reload_ else []),
+        ]
+        start_in_background(command, directory)
+    reply = ipc.request(directory, {"cmd": "up", "argv": argv})
+    names = [row["name"] for row in fetch(directory)["nodes"] if row["state"] != STOPPED]
+    console = Console(highlight=False, file=sys.stderr if as_json else sys.stdout)
+    ok = wait_for(
+        directory, names, done=online_verdict, timeout_s=wait_s, console=console, label=online_label
+    )
+    if as_json:
+        click.echo(json.dumps({"ok": ok, "changes": reply.get("changes"), **fetch(directory)}))
+    sys.exit(0 if ok else 1)
+
+
+def _log_to_stderr() -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s: %(levelname)s/supervisor] %(message)s"
+    )
+
+
+def _size(num: int) -> str:
+    return f"{num / (1 << 20):.1f} MB" if num else "-"
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{sec:02d}s"
+
+
+@click.command()
+@run_dir_option
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def ps(obj: Any, run_dir: str | None, as_json: bool) -> None:
+    """Show the supervised nodes: state, pid, uptime, restarts, queues, CPU, memory, log."""
+    directory = resolve_run_dir(run_dir)
+    ensure_supervisor(directory, obj)
+    reply = fetch(directory)
+    if as_json:
+        click.echo(json.dumps(reply))
+        return
+    table = Table(box=None, padding=(0, 1), header_style="bold")
+    for column in (
+        "NODE",
+        "PID",
+        "STATE",
+        "UPTIME",
+        "RESTARTS",
+        "QUEUES",
+        "CONC",
+        "CPU%",
+        "RSS",
+        "LOG",
+    ):
+        table.add_column(column, no_wrap=column in ("NODE", "STATE"))
+    for row in reply["nodes"]:
+        colour = _STATE_COLOURS.get(row["state"], "default")
+        table.add_row(
+            escape(row["name"]),
+            str(row["pid"] or "-"),
+            f"[{colour}]{row['state']}[/]",
+            _uptime(row["uptime_s"]),
+            str(row["restarts"]),
+            escape(str(row["queues"])),
+            str(row["concurrency"]),
+            f"{row['cpu_percent']:.0f}",
+            _size(row["rss_bytes"]),
+            escape(row["log"]),
+        )
+    console = Console(highlight=False)
+    console.print(table)
+    for row in reply["nodes"]:
+        if row["state"] == FATAL:
+            console.print(
+                f"\n[red]{escape(row['name'])} is FATAL[/] ({escape(str(row['last_exit']))}); "
+                "last lines of its log:"
+            )
+            for line in row["fatal_log"]:
+                console.print(f"  {escape(line)}", highlight=False)
+    if not reply["nodes"]:
+        console.print("no nodes: start some with `tq -A proj up N`")
+
+
+@click.command()
+@click.argument("nodes", nargs=-1)
+@run_dir_option
+@click.option("--wait", "wait_s", type=float, default=120.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def restart(nodes: tuple[str, ...], run_dir: str | None, wait_s: float, as_json: bool) -> None:
+    """Rolling restart: one node at a time, each after its warm shutdown (all nodes by default)."""
+    directory = resolve_run_dir(run_dir)
+    before = {row["name"]: row["pid"] for row in fetch(directory)["nodes"]}
+    reply = ipc.request(directory, {"cmd": "restart", "nodes": list(nodes)})
+    console = Console(highlight=False, file=sys.stderr if as_json else sys.stdout)
+
+    def restarted(row: dict[str, Any]) -> bool | None:
+        if row["pid"] and row["pid"] != before.get(row["name"]) and row["state"] == RUNNING:
+            return True
+        return False if row["state"] == FATAL else None
+
+    ok = wait_for(
+        directory,
+        reply["nodes"],
+        done=restarted,
+        timeout_s=wait_s,
+        console=console,
+        label=online_label,
+    )
+    if as_json:
+        click.echo(json.dumps({"ok": ok, **fetch(directory)}))
+    sys.exit(0 if ok else 1)
+
+
+@click.command()
+@click.argument("nodes", nargs=-1)
+@run_dir_option
+@click.option(
+    "--timeout", type=float, default=60.0, show_default=True, help="Warm stop budget before KILL."
+)
+@click.option("--json", "as_json", is_flag=True)
+def down(nodes: tuple[str, ...], run_dir: str | None, timeout: float, as_json: bool) -> None:
+    """Warm stop: TERM, wait for running tasks, KILL after --timeout (all nodes by default)."""
+    directory = resolve_run_dir(run_dir)
+    reply = ipc.request(directory, {"cmd": "down", "nodes": list(nodes), "timeout": timeout})
+    console = Console(highlight=False, file=sys.stderr if as_json else sys.stdout)
+    ok = wait_for(
+        directory,
+        reply["nodes"],
+        done=lambda row: True if row["state"] == STOPPED else None,
+        timeout_s=timeout + 10,
+        console=console,
+        label=lambda row, verdict: "DOWN",
+    )
+    if as_json:
+        click.echo(json.dumps({"ok": ok, **fetch(directory)}))
+
+
+@click.command()
+@click.argument("nodes", nargs=-1)
+@run_dir_option
+def kill(nodes: tuple[str, ...], run_dir: str | None) -> None:
+    """SIGKILL nodes and their pool processes at once (work in flight is lost or redelivered)."""
+    reply = ipc.request(resolve_run_dir(run_dir), {"cmd": "kill", "nodes": list(nodes)})
+    for name in reply["nodes"]:
+        click.echo(f"> {name}: KILLED")
+
+
+@click.command()
+@click.argument("node")
+@run_dir_option
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing as the log grows (Ctrl-C to stop)."
+)
+@click.option("-n", "--lines", type=int, default=50, show_default=True)
+def logs(node: str, run_dir: str | None, follow: bool, lines: int) -> None:
+    """Print the end of a node's log file (and follow it)."""
+    rows = fetch(resolve_run_dir(run_dir))["nodes"]
+    matches = [row for row in rows if row["name"] == node or row["name"].split("@")[0] == node]
+    if not matches:
+        raise click.UsageError(
+            f"no node named {node!r}; known: {', '.join(r['name'] for r in rows) or 'none'}"
+        )
+    path = Path(matches[0]["log"])
+    for line in tail(path, lines):
+        click.echo(line)
+    if follow:
+        _follow(path)
+
+
+def _follow(path: Path) -> None:
+    handle = open(path, "rb")
+    handle.seek(0, 2)
+    inode = os.fstat(handle.fileno()).st_ino
+    try:
+        while True:
+            chunk = handle.read()
+            if chunk:
+                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.flush()
+                continue
+            try:
+                if os.stat(path).st_ino != inode:  # rotated: read the new file from its start
+                    handle.close()
+                    handle = open(path, "rb")
+                    inode = os.fstat(handle.fileno()).st_ino
+                    continue
+            except FileNotFoundError:
+                pass
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        handle.close()
+
+
+@click.group()
+def supervisor() -> None:
+    """The supervisor daemon itself."""
+
+
+@supervisor.command("run")
+@run_dir_option
+@click.option(
+    "--restart",
+    "restart_policy",
+    type=click.Choice(["on-failure", "forever"]),
+    default="on-failure",
+)
+@click.option("--start-secs", type=float, default=1.0)
+@click.option("--stop-timeout", type=float, default=60.0)
+@click.option("--backoff-start", type=float, default=1.0)
+@click.option("--log-max-bytes", type=int, default=10 << 20)
+@click.option("--log-backups", type=int, default=5)
+@click.option("--reload", "reload_", is_flag=True)
+@click.pass_obj
+def supervisor_run(
+    obj: Any,
+    run_dir: str | None,
+    restart_policy: str,
+    start_secs: float,
+    stop_timeout: float,
+    backoff_start: float,
+    log_max_bytes: int,
+    log_backups: int,
+    reload_: bool,
+) -> None:
+    """Run the supervisor in this process (`tq up` starts it in the background for you)."""
+    from ..supervisor.daemon import Supervisor
+    from ..supervisor.notices import NodeNotices
+
+    _log_to_stderr()
+    app = obj.app if obj.app_spec else None
+    policy = Policy(
+        restart=restart_policy,
+        start_secs=start_secs,
+        stop_timeout_s=stop_timeout,
+        backoff_start_s=backoff_start,
+    )
+    daemon = Supervisor(
+        run_dir=resolve_run_dir(run_dir),
+        policy=policy,
+        cwd=os.getcwd(),
+        reload=reload_,
+        log_max_bytes=log_max_bytes,
+        log_backups=log_backups,
+        notices=NodeNotices(app),
+    )
+    sys.exit(daemon.run())
+
+
+@supervisor.command("stop")
+@run_dir_option
+@click.option(
+    "--keep-nodes", is_flag=True, help="Leave the nodes running (a new supervisor re-adopts them)."
+)
+def supervisor_stop(run_dir: str | None, keep_nodes: bool) -> None:
+    """Stop the supervisor (and, warm, its nodes)."""
+    directory = resolve_run_dir(run_dir)
+    reply = ipc.request(directory, {"cmd": "stop", "keep_nodes": keep_nodes})
+    deadline = time.monotonic() + 120
+    while ipc.is_running(directory) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    click.echo(
+        f"supervisor {reply['pid']} stopped" + (" (nodes left running)" if keep_nodes else "")
+    )
+
+
+COMMANDS = [up, ps, restart, down, kill, logs, supervisor]

@@ -1,0 +1,1 @@
+"""The node supervisor: node grammar, processes, the daemon and its systemd integration."""

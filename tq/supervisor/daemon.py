@@ -1,0 +1,564 @@
+"""The supervisor daemon: owns a machine's nodes, keeps them alive, answers on a Unix socket."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import queue
+import selectors
+import signal
+import socket
+import time
+from collections import deque
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .. import sdnotify
+from ..errors import ConfigError, TQError
+from . import ipc, process
+from .managed import BACKOFF, FATAL, RUNNING, STARTING, STOPPED, STOPPING, ManagedNode, Policy
+from .nodes import NodeSpec, expand_nodes
+from .notices import NodeNotices
+from .rotation import rotate_if_needed
+
+logger = logging.getLogger("tq.supervisor")
+
+#: How often the loop looks at its nodes when nothing else wakes it.
+TICK_S = 0.2
+#: How often log sizes are checked for rotation.
+ROTATE_CHECK_S = 2.0
+STATE_FILE = "state.json"
+LOCK_FILE = "supervisor.lock"
+NOTIFY_SOCKET = "notify.sock"
+
+
+def prepare_run_dir(run_dir: Path) -> Path:
+    """Create the run directory owner-only; refuse one that belongs to someone else."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
+    info = run_dir.stat()
+    if info.st_uid != os.getuid():
+        raise ConfigError(
+            f"run directory {run_dir} belongs to uid {info.st_uid}, not you: refusing to use it"
+        )
+    os.chmod(run_dir, 0o700)
+    return run_dir
+
+
+class Supervisor:
+    """One per run directory: the node table, the restart policy, the control socket."""
+
+    def __init__(
+        self,
+        *,
+        run_dir: Path,
+        policy: Policy,
+        cwd: str,
+        foreground: bool = False,
+        reload: bool = False,
+        log_max_bytes: int = 10 << 20,
+        log_backups: int = 5,
+        notices: NodeNotices | None = None,
+    ) -> None:
+        self.run_dir = prepare_run_dir(run_dir)
+        self.log_dir = run_dir.parent / "log"
+        self.policy = policy
+        self.cwd = cwd
+        self.foreground = foreground
+        self.reload = reload
+        self.log_max_bytes = log_max_bytes
+        self.log_backups = log_backups
+        self.notices = notices or NodeNotices(None)
+        self.nodes: dict[str, ManagedNode] = {}
+        self.rolling: deque[str] = deque()
+        self.rolling_phase: tuple[str, str] | None = None
+        self.stopping_all = False
+        self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._lock_file: Any = None
+        self._announced_ready = False
+        self._last_status = ""
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    # -- start-up --------------------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Hold the run directory's lock for our lifetime: one supervisor per directory."""
+        self._lock_file = open(self.run_dir / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TQError(
+                f"another supervisor is already running for {self.run_dir} "
+                "(talk to it with `tq ps`, or stop it with `tq supervisor stop`)"
+            ) from None
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(f"{os.getpid()}\n")
+        self._lock_file.flush()
+
+    def node_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["NOTIFY_SOCKET"] = str(self.run_dir / NOTIFY_SOCKET)
+        env.pop("WATCHDOG_USEC", None)
+        env.pop("WATCHDOG_PID", None)
+        return env
+
+    def load_state(self) -> list[str]:
+        """Re-read the node table; adopt nodes still running (by identity). Return notes."""
+        path = self.run_dir / STATE_FILE
+        try:
+            saved = json.loads(path.read_text())
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            return [f"ignored unreadable {path}: {exc}"]
+        notes = []
+        for entry in saved.get("nodes", []):
+            fields: dict[str, Any] = {
+                key: tuple(value) if isinstance(value, list) else value
+                for key, value in entry["spec"].items()
+            }
+            spec = NodeSpec(**fields)
+            node = ManagedNode(
+                spec=spec, log_path=Path(entry["log_path"]), restarts=entry.get("restarts", 0)
+            )
+            self.nodes[spec.name] = node
+            identity = entry.get("identity")
+            wanted = entry.get("state") not in (STOPPED, FATAL)
+            if identity:
+                saved_identity = process.Identity(
+                    identity["pid"], identity["create_time"], tuple(identity["cmdline"])
+                )
+                if saved_identity.matches():
+                    node.adopt(saved_identity)
+                    notes.append(f"adopted {spec.name} (pid {saved_identity.pid})")
+                    continue
+                notes.append(
+                    f"{spec.name}: pid {saved_identity.pid} is gone or belongs to another "
+                    "process now; not signalled"
+                )
+            _remove_stale_pidfile(spec, notes)
+            node.state = entry.get("state", STOPPED) if not wanted else STOPPED
+            if wanted:
+                self.start_node(node)
+        return notes
+
+    def save_state(self) -> None:
+        entries = []
+        for node in self.nodes.values():
+            identity = asdict(node.identity) if node.identity else None
+            entries.append(
+                {
+                    "spec": asdict(node.spec),
+                    "log_path": str(node.log_path),
+                    "state": node.state,
+                    "restarts": node.restarts,
+                    "identity": identity,
+                }
+            )
+        path = self.run_dir / STATE_FILE
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"nodes": entries}, indent=1))
+        os.replace(temporary, path)
+
+    # -- node operations -------------------------------------------------------------------
+
+    def start_node(self, node: ManagedNode) -> None:
+        try:
+            node.start(env=self.node_env(), cwd=self.cwd)
+        except OSError as exc:
+            node.state, node.last_exit = FATAL, f"cannot start: {exc}"
+            self.notices.send("node-fatal", node=node.spec.name, reason=node.last_exit)
+            return
+        logger.info("started %s (pid %s)", node.spec.name, node.pid)
+        self.notices.send("node-started", node=node.spec.name, pid=node.pid)
+
+    def apply_table(self, specs: list[NodeSpec]) -> dict[str, list[str]]:
+        """Make the node table equal to `specs`: add, change (restart), remove (stop)."""
+        wanted = {spec.name: spec for spec in specs}
+        changes: dict[str, list[str]] = {"added": [], "changed": [], "removed": [], "kept": []}
+        for name, node in list(self.nodes.items()):
+            if name not in wanted:
+                node.request_stop(self.policy.stop_timeout_s)
+                node.remove_when_stopped = True
+                changes["removed"].append(name)
+        for name, spec in wanted.items():
+            existing = self.nodes.get(name)
+            if existing is None:
+                node = self.nodes[name] = ManagedNode(
+                    spec=spec, log_path=Path(spec.logfile.replace("%I", ""))
+                )
+                self.start_node(node)
+                changes["added"].append(name)
+            elif existing.spec != spec:
+                existing.spec = spec
+                self.rolling.append(name)
+                changes["changed"].append(name)
+            else:
+                if existing.state in (STOPPED, FATAL):
+                    existing.crashes.clear()
+                    self.start_node(existing)
+                changes["kept"].append(name)
+        self.save_state()
+        return changes
+
+    def select(self, names: list[str] | None) -> list[ManagedNode]:
+        if not names:
+            return list(self.nodes.values())
+        unknown = [name for name in names if self._resolve(name) is None]
+        if unknown:
+            raise TQError(
+                f"no node named {', '.join(unknown)} (known: {', '.join(self.nodes) or 'none'})"
+            )
+        return [node for name in names if (node := self._resolve(name)) is not None]
+
+    def _resolve(self, name: str) -> ManagedNode | None:
+        if name in self.nodes:
+            return self.nodes[name]
+        matches = [node for full, node in self.nodes.items() if full.split("@", 1)[0] == name]
+        return matches[0] if len(matches) == 1 else None
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        changed = False
+        for name, node in list(self.nodes.items()):
+            if node.state in (STARTING, RUNNING, STOPPING):
+                how = node.exit_status()
+                if how is not None:
+                    event = node.on_exit(how, self.policy, now)
+                    changed = True
+                    logger.warning("%s %s (%s)", name, event, how)
+                    self.notices.send(f"node-{event}", node=name, how=how)
+                    if node.remove_when_stopped:
+                        del self.nodes[name]
+                    continue
+            if (
+                node.state == STARTING
+                and node.ready
+                and now - (node.started_at or now) >= self.policy.start_secs
+            ):
+                node.state = RUNNING
+                changed = True
+            elif node.state == STOPPING and node.stop_deadline and now > node.stop_deadline:
+                logger.warning(
+                    "%s did not stop within %ss: killing its process group",
+                    name,
+                    self.policy.stop_timeout_s,
+                )
+                node.kill()
+                node.stop_deadline = None
+            elif (
+                node.state == BACKOFF
+                and node.retry_at
+                and now >= node.retry_at
+                and not self.stopping_all
+            ):
+                node.restarts += 1
+                self.start_node(node)
+                self.notices.send("node-restarted", node=name, pid=node.pid, restarts=node.restarts)
+                changed = True
+        self._advance_rolling()
+        if changed:
+            self.save_state()
+        self._report_to_systemd()
+
+    def _advance_rolling(self) -> None:
+        if self.rolling_phase is None:
+            if not self.rolling or self.stopping_all:
+                return
+            name = self.rolling.popleft()
+            node = self.nodes.get(name)
+            if node is None:
+                return
+            node.request_stop(self.policy.stop_timeout_s)
+            self.rolling_phase = (name, "stopping")
+        name, phase = self.rolling_phase
+        current = self.nodes.get(name)
+        if current is None:
+            self.rolling_phase = None
+        elif phase == "stopping" and current.state == STOPPED:
+            current.crashes.clear()
+            current.restarts += 1
+            self.start_node(current)
+            self.rolling_phase = (name, "starting")
+        elif phase == "starting" and current.state in (RUNNING, FATAL, BACKOFF):
+            self.rolling_phase = None
+
+    def _report_to_systemd(self) -> None:
+        if not self.foreground:
+            return
+        counts: dict[str, int] = {}
+        for node in self.nodes.values():
+            counts[node.state] = counts.get(node.state, 0) + 1
+        status = (
+            ", ".join(f"{count} {state.lower()}" for state, count in sorted(counts.items()))
+            or "no nodes"
+        )
+        if status != self._last_status:
+            sdnotify.status(status)
+            self._last_status = status
+        if (
+            not self._announced_ready
+            and self.nodes
+            and all(node.state in (RUNNING, FATAL, STOPPED) for node in self.nodes.values())
+        ):
+            sdnotify.ready(status)
+            self._announced_ready = True
+        sdnotify.watchdog()
+
+    def on_notify(self, data: bytes) -> None:
+        """A node said READY=1 (sd_notify protocol, with its MAINPID)."""
+        fields = dict(
+            line.split("=", 1) for line in data.decode(errors="replace").splitlines() if "=" in line
+        )
+        pid = int(fields.get("MAINPID", "0") or 0)
+        if fields.get("READY") == "1":
+            for node in self.nodes.values():
+                if node.pid == pid:
+                    node.ready = True
+
+    def post(self, what: str, payload: Any) -> None:
+        """Hand work to the loop from a signal handler or another thread."""
+        self.inbox.put((what, payload))
+        self.wake()
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass
+
+    def run(self, initial_argv: list[str] | None = None) -> int:
+        """Serve until told to stop; return the exit code."""
+        self.lock()
+        server = ipc.listen(self.run_dir)
+        notify_path = self.run_dir / NOTIFY_SOCKET
+        if notify_path.exists():
+            notify_path.unlink()
+        notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify_sock.bind(str(notify_path))
+        notify_sock.setblocking(False)
+        for note in self.load_state():
+            logger.warning("%s", note)
+        if initial_argv:
+            self.handle({"cmd": "up", "argv": initial_argv})
+        self.save_state()
+        # TERM/INT: stop (warm); USR1: nodes reopen their logs (logrotate); HUP: rolling restart.
+        signal.signal(signal.SIGTERM, lambda *_: self.post("stop", {}))
+        signal.signal(signal.SIGINT, lambda *_: self.post("stop", {}))
+        signal.signal(signal.SIGUSR1, lambda *_: self.post("reopen", {}))
+        signal.signal(signal.SIGHUP, lambda *_: self.post("restart", {}))
+        if self.reload:
+            from .reload import watch_for_changes
+
+            watch_for_changes(self.cwd, lambda path: self.post("reload", path))
+        selector = selectors.DefaultSelector()
+        selector.register(server, selectors.EVENT_READ, "client")
+        selector.register(notify_sock, selectors.EVENT_READ, "notify")
+        selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        logger.warning("supervisor %d serving %s", os.getpid(), self.run_dir)
+        last_rotate = 0.0
+        keep_nodes = False
+        try:
+            while True:
+                for key, _ in selector.select(TICK_S):
+                    if key.data == "client":
+                        self._serve_client(server)
+                    elif key.data == "notify":
+                        self._drain_notify(notify_sock)
+                    else:
+                        _drain_pipe(self._wake_r)
+                keep_nodes = self._handle_inbox() or keep_nodes
+                now = time.time()
+                self.tick(now)
+                if now - last_rotate > ROTATE_CHECK_S:
+                    last_rotate = now
+                    for node in self.nodes.values():
+                        if (
+                            rotate_if_needed(node.log_path, self.log_max_bytes, self.log_backups)
+                            and node.pid
+                        ):
+                            process.signal_main(node.pid, signal.SIGHUP)
+                if self.stopping_all and (
+                    keep_nodes
+                    or all(node.state in (STOPPED, FATAL, BACKOFF) for node in self.nodes.values())
+                ):
+                    break
+                if self.stopping_all and self.foreground:
+                    sdnotify.extend_timeout(int(5e6))
+        finally:
+            if not keep_nodes:
+                self.save_state()
+            selector.close()
+            server.close()
+            notify_sock.close()
+            for path in (ipc.socket_path(self.run_dir), notify_path):
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+        logger.warning("supervisor %d stopped", os.getpid())
+        return 0
+
+    def _drain_notify(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                self.on_notify(sock.recv(4096))
+            except BlockingIOError:
+                return
+
+    def _handle_inbox(self) -> bool:
+        keep_nodes = False
+        while True:
+            try:
+                what, payload = self.inbox.get_nowait()
+            except queue.Empty:
+                return keep_nodes
+            if what == "stop":
+                keep_nodes = bool(payload.get("keep_nodes"))
+                self.begin_stop_all(keep_nodes)
+            elif what == "reopen":
+                for node in self.nodes.values():
+                    if node.pid:
+                        process.signal_main(node.pid, signal.SIGHUP)
+            elif what in ("restart", "reload"):
+                if what == "reload":
+                    logger.warning("reloading: %s changed", payload)
+                    self.notices.send("node-reload", changed=str(payload))
+                self.rolling.extend(name for name in self.nodes if name not in self.rolling)
+
+    def begin_stop_all(self, keep_nodes: bool) -> None:
+        self.stopping_all = True
+        if self.foreground:
+            sdnotify.stopping()
+        if keep_nodes:
+            self.save_state()
+            return
+        for node in self.nodes.values():
+            if node.state not in (STOPPED, FATAL, STOPPING):
+                node.request_stop(self.policy.stop_timeout_s)
+
+    def _serve_client(self, server: socket.socket) -> None:
+        try:
+            conn, _ = server.accept()
+        except BlockingIOError:
+            return
+        with conn:
+            try:
+                request = ipc.decode_request(ipc.read_line(conn, 2.0))
+                reply = self.handle(request)
+            except ValueError as exc:
+                reply = {"ok": False, "error": str(exc)}
+            except TQError as exc:
+                reply = {"ok": False, "error": str(exc)}
+            except OSError:
+                return
+            try:
+                ipc.send_line(conn, reply)
+            except OSError:
+                pass
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer one control request."""
+        cmd = request["cmd"]
+        now = time.time()
+        if cmd == "ping":
+            return {"ok": True, "pid": os.getpid()}
+        if cmd == "ps":
+            return {
+                "ok": True,
+                "supervisor_pid": os.getpid(),
+                "run_dir": str(self.run_dir),
+                "nodes": [node.describe(now) for node in self.nodes.values()],
+            }
+        if cmd == "up":
+            argv = [str(word) for word in request.get("argv", [])]
+            if not argv:
+                for node in self.nodes.values():
+                    if node.state in (STOPPED, FATAL):
+                        node.crashes.clear()
+                        self.start_node(node)
+                return {"ok": True, "changes": {"started": [n for n in self.nodes]}}
+            specs = expand_nodes(
+                argv, pidfile=str(self.run_dir / "%n.pid"), logfile=str(self.log_dir / "%n%I.log")
+            )
+            return {"ok": True, "changes": self.apply_table(specs)}
+        if cmd == "restart":
+            names = [node.spec.name for node in self.select(request.get("nodes"))]
+            for node in self.select(names):
+                node.crashes.clear()
+            self.rolling.extend(name for name in names if name not in self.rolling)
+            return {"ok": True, "nodes": names}
+        if cmd == "down":
+            timeout_s = float(request.get("timeout") or self.policy.stop_timeout_s)
+            nodes = self.select(request.get("nodes"))
+            for node in nodes:
+                node.request_stop(timeout_s)
+            self.save_state()
+            return {"ok": True, "nodes": [node.spec.name for node in nodes]}
+        if cmd == "kill":
+            nodes = self.select(request.get("nodes"))
+            for node in nodes:
+                node.stop_requested = True
+                node.kill()
+            return {"ok": True, "nodes": [node.spec.name for node in nodes]}
+        if cmd == "stop":
+            self.inbox.put(("stop", {"keep_nodes": bool(request.get("keep_nodes"))}))
+            return {"ok": True, "pid": os.getpid()}
+        raise ValueError(f"unknown command {cmd!r}: use ping, ps, up, restart, down, kill or stop")
+
+
+def _drain_pipe(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _remove_stale_pidfile(spec: NodeSpec, notes: list[str]) -> None:
+    path = Path(spec.pidfile)
+    if path.exists():
+        try:
+            path.unlink()
+            notes.append(f"removed stale pid file {path}")
+        except OSError as exc:
+            notes.append(f"cannot remove stale pid file {path}: {exc.strerror}")
+
+
+def start_in_background(command: list[str], run_dir: Path, *, timeout_s: float = 15.0) -> None:
+    """Start a detached supervisor and wait until it answers."""
+    import subprocess
+
+    prepare_run_dir(run_dir)
+    with open(run_dir / "supervisor.log", "ab") as log:
+        child = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ipc.is_running(run_dir):
+            return
+        if child.poll() is not None:
+            lines = (run_dir / "supervisor.log").read_text(errors="replace").strip().splitlines()
+            raise TQError(
+                f"the supervisor exited at once: {lines[-1] if lines else 'no output'} "
+                f"(see {run_dir / 'supervisor.log'})"
+            )
+        time.sleep(0.05)
+    raise TQError(
+        f"the supervisor did not answer within {timeout_s:.0f}s (see {run_dir / 'supervisor.log'})"
+    )
