@@ -234,7 +234,14 @@ def _log_to_stderr() -> None:
 
 
 def _size(num: int) -> str:
-    return f"{num / (1 << 20):.1f} MB" if num else "-"
+    return f"{num / (1 << 20):.0f}M" if num else "-"
+
+
+def _short_path(path: str) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return path
 
 
 def _uptime(seconds: float | None) -> str:
@@ -263,14 +270,14 @@ def ps(obj: Any, run_dir: str | None, as_json: bool) -> None:
         "PID",
         "STATE",
         "UPTIME",
-        "RESTARTS",
+        "RST",
         "QUEUES",
         "CONC",
         "CPU%",
         "RSS",
         "LOG",
     ):
-        table.add_column(column, no_wrap=column in ("NODE", "STATE"))
+        table.add_column(column, no_wrap=column != "QUEUES")
     for row in reply["nodes"]:
         colour = _STATE_COLOURS.get(row["state"], "default")
         table.add_row(
@@ -283,7 +290,7 @@ def ps(obj: Any, run_dir: str | None, as_json: bool) -> None:
             str(row["concurrency"]),
             f"{row['cpu_percent']:.0f}",
             _size(row["rss_bytes"]),
-            escape(row["log"]),
+            escape(os.path.basename(row["log"])),  # the full path: --json, or `tq logs NODE`
         )
     console = Console(highlight=False)
     console.print(table)
