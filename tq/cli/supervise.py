@@ -237,12 +237,6 @@ def _size(num: int) -> str:
     return f"{num / (1 << 20):.0f}M" if num else "-"
 
 
-def _short_path(path: str) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return path
-
 
 def _uptime(seconds: float | None) -> str:
     if seconds is None:
