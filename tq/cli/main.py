@@ -76,9 +76,11 @@ def cli(
 
 
 def _register_commands() -> None:
-    from . import calls, events, remote, supervise, worker
+    from . import calls, events, multi, remote, supervise, systemd, worker
 
     cli.add_command(worker.worker)
+    cli.add_command(multi.multi)
+    cli.add_command(systemd.systemd)
     for command in [*calls.COMMANDS, *remote.COMMANDS, *events.COMMANDS, *supervise.COMMANDS]:
         cli.add_command(command)
 

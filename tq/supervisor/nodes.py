@@ -194,6 +194,17 @@ def pop_flags(argv: Sequence[str], flags: Iterable[str]) -> tuple[list[str], set
     return rest, found
 
 
+def app_of(global_args: Sequence[str]) -> str | None:
+    """The app (-A/--app value) among global options, or None."""
+    found = None
+    for position, word in enumerate(global_args):
+        if word in ("-A", "--app") and position + 1 < len(global_args):
+            found = global_args[position + 1]
+        elif word.startswith("--app="):
+            found = word.partition("=")[2]
+    return found
+
+
 def global_words(
     *,
     app: str | None,
