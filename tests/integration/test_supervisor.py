@@ -232,3 +232,59 @@ def test_foreground_supervisor_speaks_sd_notify(cluster, tmp_path):
             process.kill()
             process.wait(timeout=10)
         listener.close()
+
+
+APP_SOURCE = '''
+from tq import App
+
+app = App("reloadproj")
+
+
+@app.task(name="reloadproj.version")
+def version():
+    return {value!r}
+'''
+
+
+def test_reload_restarts_nodes_when_a_task_file_changes(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "reloadproj.py").write_text(APP_SOURCE.format(value="v1"))
+    state = make_broker_env("embedded", tmp_path, monkeypatch)
+    env = dict(os.environ, **state.env, PYTHONPATH=f"{project}{os.pathsep}{ROOT}")
+
+    def tq(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tq", "-A", "reloadproj", *args], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    try:
+        assert tq("up", "1", "-c", "1", "--reload").returncode == 0
+        call = lambda: tq("call", "reloadproj.version", "--wait", "--timeout", "20").stdout.strip()  # noqa: E731
+        assert call() == '"v1"'
+        (project / "reloadproj.py").write_text(APP_SOURCE.format(value="v2"))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and call() != '"v2"':
+            time.sleep(0.5)
+        assert call() == '"v2"'
+        log = (tmp_path / "data" / "run" / "supervisor.log").read_text()
+        assert "reloading: reloadproj.py changed" in log
+    finally:
+        tq("supervisor", "stop")
+
+
+def test_log_rotation_keeps_every_line(cluster):
+    from tqtest import tasks
+
+    cluster.tq("up", "1", "-c", "2", "-l", "info", "--log-max-bytes=20000", "--log-backups=50")
+    results = [tasks.add.delay(i, i) for i in range(400)]
+    assert [r.get(timeout=60) for r in results] == [2 * i for i in range(400)]
+    time.sleep(2.5)  # one rotation check
+    results = [tasks.add.delay(i, 1) for i in range(400)]
+    assert [r.get(timeout=60) for r in results] == [i + 1 for i in range(400)]
+    log = Path(cluster.node("celery1")["log"])
+    files = [path for path in [log, *sorted(log.parent.glob(log.name + ".*"))] if path.exists()]
+    assert len(files) >= 2, "the log was never rotated"
+    text = "".join(path.read_text() for path in files)
+    succeeded = {line.split("tqtest.tasks.add[", 1)[1].split("]", 1)[0] for line in text.splitlines()
+                 if "tqtest.tasks.add[" in line and "succeeded" in line}
+    assert len(succeeded) == 800
