@@ -169,6 +169,8 @@ def test_down_lets_running_tasks_finish(cluster):
     cluster.tq("up", "1", "-c", "2")
     results = [tasks.sleep_then.delay(2, i) for i in range(2)]
     time.sleep(0.8)  # both are running now
+    assert cluster.node("celery1")["active"] == 2
+    assert "ACT" in cluster.tq("ps").stdout
     out = cluster.tq("down", "--timeout", "30").stdout
     assert f"celery1@{HOST}: DOWN" in out
     assert [r.get(timeout=10) for r in results] == [0, 1]

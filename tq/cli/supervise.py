@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..supervisor import ipc
+from ..supervisor import ipc, nodes
 from ..supervisor.managed import BACKOFF, FATAL, RUNNING, STOPPED, Policy, tail
 
 _STATE_COLOURS = {
@@ -45,14 +45,25 @@ def run_dir_option(fn: Any) -> Any:
 
 def global_words(obj: Any) -> list[str]:
     """The -A/-b/... given to `tq`, as node options for the multi grammar."""
-    words = ["-A", obj.app_spec]
-    if obj.broker:
-        words += ["-b", obj.broker]
-    if obj.result_backend:
-        words.append(f"--result-backend={obj.result_backend}")
-    if obj.workdir:
-        words.append(f"--workdir={os.path.abspath(obj.workdir)}")
-    return words
+    return nodes.global_words(app=obj.app_spec, broker=obj.broker, result_backend=obj.result_backend,
+                              workdir=obj.workdir)
+
+
+def add_active_counts(obj: Any, rows: list[dict[str, Any]]) -> None:
+    """Ask the running nodes how many tasks they execute (needs -A; '?' when they cannot say)."""
+    running = [row["name"] for row in rows if row["state"] == RUNNING]
+    for row in rows:
+        row["active"] = None
+    if not running or obj is None or not obj.app_spec:
+        return
+    try:
+        replies = obj.app.control.call("active", destination=running, timeout=1.0)
+    except Exception:  # a monitor must still show the table when the broker is away
+        return
+    for row in rows:
+        reply = replies.get(row["name"])
+        if isinstance(reply, list):
+            row["active"] = len(reply)
 
 
 def fetch(run_dir: Path) -> dict[str, Any]:
@@ -255,6 +266,7 @@ def ps(obj: Any, run_dir: str | None, as_json: bool) -> None:
     directory = resolve_run_dir(run_dir)
     ensure_supervisor(directory, obj)
     reply = fetch(directory)
+    add_active_counts(obj, reply["nodes"])
     if as_json:
         click.echo(json.dumps(reply))
         return
@@ -267,6 +279,7 @@ def ps(obj: Any, run_dir: str | None, as_json: bool) -> None:
         "RST",
         "QUEUES",
         "CONC",
+        "ACT",
         "CPU%",
         "RSS",
         "LOG",
@@ -282,6 +295,7 @@ def ps(obj: Any, run_dir: str | None, as_json: bool) -> None:
             str(row["restarts"]),
             escape(str(row["queues"])),
             str(row["concurrency"]),
+            "-" if row["active"] is None else str(row["active"]),
             f"{row['cpu_percent']:.0f}",
             _size(row["rss_bytes"]),
             escape(os.path.basename(row["log"])),  # the full path: --json, or `tq logs NODE`
