@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -146,8 +147,9 @@ def test_celery_inspect_and_status_see_tq_workers(celery_env, start_worker):
     assert "pong" in ping.stdout
     running = tasks.sleep_then.delay(6, "x")
     time.sleep(1.0)
+    node = f"seen@{socket.gethostname()}"  # other tests' workers may share the broadcast exchange
     active = subprocess.run(
-        [*celery, "inspect", "active", "-t", "3", "--json"],
+        [*celery, "inspect", "active", "-t", "3", "--json", "-d", node],
         cwd=TESTS,
         capture_output=True,
         text=True,
@@ -155,7 +157,7 @@ def test_celery_inspect_and_status_see_tq_workers(celery_env, start_worker):
         env=dict(os.environ, **ENV_PATH),
     )
     payload = json.loads(active.stdout.strip().splitlines()[-1])
-    [items] = payload.values()
+    items = payload[node]
     assert items and items[0]["id"] == running.id and items[0]["name"] == "tqtest.tasks.sleep_then"
 
 
