@@ -167,12 +167,13 @@ def test_down_lets_running_tasks_finish(cluster):
     from tqtest import tasks
 
     cluster.tq("up", "1", "-c", "2")
-    results = [tasks.sleep_then.delay(2, i) for i in range(2)]
+    results = [tasks.sleep_then.delay(4, i) for i in range(2)]
     time.sleep(0.8)  # both are running now
     assert cluster.node("celery1")["active"] == 2
     assert "ACT" in cluster.tq("ps").stdout
     out = cluster.tq("down", "--timeout", "30").stdout
     assert f"celery1@{HOST}: DOWN" in out
+    assert "task(s) still running" in out
     assert [r.get(timeout=10) for r in results] == [0, 1]
     assert cluster.node("celery1")["state"] == "STOPPED"
 

@@ -26,6 +26,8 @@ _STATE_COLOURS = {
     "FATAL": "red",
 }
 POLL_S = 0.2
+#: While nodes drain, `tq down` reports their running tasks this often.
+IN_FLIGHT_REPORT_S = 2.0
 
 
 def resolve_run_dir(value: str | None) -> Path:
@@ -45,13 +47,14 @@ def run_dir_option(fn: Any) -> Any:
 
 def global_words(obj: Any) -> list[str]:
     """The -A/-b/... given to `tq`, as node options for the multi grammar."""
-    return nodes.global_words(app=obj.app_spec, broker=obj.broker, result_backend=obj.result_backend,
-                              workdir=obj.workdir)
+    return nodes.global_words(
+        app=obj.app_spec, broker=obj.broker, result_backend=obj.result_backend, workdir=obj.workdir
+    )
 
 
-def add_active_counts(obj: Any, rows: list[dict[str, Any]]) -> None:
-    """Ask the running nodes how many tasks they execute (needs -A; '?' when they cannot say)."""
-    running = [row["name"] for row in rows if row["state"] == RUNNING]
+def add_active_counts(obj: Any, rows: list[dict[str, Any]], ask: list[str] | None = None) -> None:
+    """Ask nodes (the running ones by default) how many tasks they execute; needs -A."""
+    running = ask if ask is not None else [row["name"] for row in rows if row["state"] == RUNNING]
     for row in rows:
         row["active"] = None
     if not running or obj is None or not obj.app_spec:
@@ -83,13 +86,22 @@ def ensure_supervisor(run_dir: Path, obj: Any) -> None:
 
 
 def wait_for(
-    run_dir: Path, names: list[str], *, done: Any, timeout_s: float, console: Console, label: Any
+    run_dir: Path,
+    names: list[str],
+    *,
+    done: Any,
+    timeout_s: float,
+    console: Console,
+    label: Any,
+    on_poll: Any = None,
 ) -> bool:
     """Poll until done(row) holds for every named node, printing each once it does."""
     pending = set(names)
     ok = True
     deadline = time.monotonic() + timeout_s
     while pending and time.monotonic() < deadline:
+        if on_poll is not None:
+            on_poll(pending)
         for row in fetch(run_dir)["nodes"]:
             if row["name"] in pending:
                 verdict = done(row)
@@ -248,7 +260,6 @@ def _size(num: int) -> str:
     return f"{num / (1 << 20):.0f}M" if num else "-"
 
 
-
 def _uptime(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -351,11 +362,30 @@ def restart(nodes: tuple[str, ...], run_dir: str | None, wait_s: float, as_json:
     "--timeout", type=float, default=60.0, show_default=True, help="Warm stop budget before KILL."
 )
 @click.option("--json", "as_json", is_flag=True)
-def down(nodes: tuple[str, ...], run_dir: str | None, timeout: float, as_json: bool) -> None:
+@click.pass_obj
+def down(
+    obj: Any, nodes: tuple[str, ...], run_dir: str | None, timeout: float, as_json: bool
+) -> None:
     """Warm stop: TERM, wait for running tasks, KILL after --timeout (all nodes by default)."""
     directory = resolve_run_dir(run_dir)
     reply = ipc.request(directory, {"cmd": "down", "nodes": list(nodes), "timeout": timeout})
     console = Console(highlight=False, file=sys.stderr if as_json else sys.stdout)
+    last_report = [0.0]
+
+    def report_in_flight(pending: set[str]) -> None:
+        # While nodes drain, say how much work is still running (needs -A to ask them).
+        if time.monotonic() - last_report[0] < IN_FLIGHT_REPORT_S:
+            return
+        last_report[0] = time.monotonic()
+        rows = [row for row in fetch(directory)["nodes"] if row["name"] in pending]
+        add_active_counts(obj, rows, ask=[row["name"] for row in rows])
+        for row in rows:
+            if row["active"] is not None:
+                console.print(
+                    f"  {escape(row['name'])}: {row['active']} task(s) still running",
+                    highlight=False,
+                )
+
     ok = wait_for(
         directory,
         reply["nodes"],
@@ -363,6 +393,7 @@ def down(nodes: tuple[str, ...], run_dir: str | None, timeout: float, as_json: b
         timeout_s=timeout + 10,
         console=console,
         label=lambda row, verdict: "DOWN",
+        on_poll=report_in_flight,
     )
     if as_json:
         click.echo(json.dumps({"ok": ok, **fetch(directory)}))
@@ -371,9 +402,13 @@ def down(nodes: tuple[str, ...], run_dir: str | None, timeout: float, as_json: b
 @click.command()
 @click.argument("nodes", nargs=-1)
 @run_dir_option
-def kill(nodes: tuple[str, ...], run_dir: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True)
+def kill(nodes: tuple[str, ...], run_dir: str | None, as_json: bool) -> None:
     """SIGKILL nodes and their pool processes at once (work in flight is lost or redelivered)."""
     reply = ipc.request(resolve_run_dir(run_dir), {"cmd": "kill", "nodes": list(nodes)})
+    if as_json:
+        click.echo(json.dumps(reply))
+        return
     for name in reply["nodes"]:
         click.echo(f"> {name}: KILLED")
 
