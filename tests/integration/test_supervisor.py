@@ -291,3 +291,43 @@ def test_log_rotation_keeps_every_line(cluster):
     succeeded = {line.split("tqtest.tasks.add[", 1)[1].split("]", 1)[0] for line in text.splitlines()
                  if "tqtest.tasks.add[" in line and "succeeded" in line}
     assert len(succeeded) == 800
+
+
+def test_the_seed_example_with_ten_nodes(cluster):
+    q = cluster.broker.queue
+    started = time.monotonic()
+    out = cluster.tq("up", "10", "-Q:1-3", f"{q}.images,{q}.video", "-Q:4,5", f"{q}.data", "-Q", f"{q}.default",
+                     "-L:4,5", "debug", "-c", "2").stdout
+    assert out.count(": OK") == 10
+    replies = json.loads(cluster.tq("inspect", "active_queues", "--json", "-t", "5",
+                                    "-d", ",".join(f"celery{i}@{HOST}" for i in range(1, 11))).stdout)
+    up_and_answering_s = time.monotonic() - started
+    for index in range(1, 11):
+        names = sorted(queue["name"] for queue in replies[f"celery{index}@{HOST}"])
+        expected = ([f"{q}.images", f"{q}.video"] if index <= 3 else [f"{q}.data"] if index <= 5
+                    else [f"{q}.default"])
+        assert names == expected, (index, names)
+    levels = {row["name"]: row["loglevel"] for row in cluster.ps()["nodes"]}
+    assert [levels[f"celery{i}@{HOST}"] for i in range(1, 11)] == ["warning"] * 3 + ["debug"] * 2 + ["warning"] * 5
+    print(f"tq up 10 until all nodes answer: {up_and_answering_s:.1f} s")
+
+
+def test_node_lifecycle_events_reach_monitors(cluster):
+    monitor = subprocess.Popen([sys.executable, "-m", "tq", "-A", "tqtest", "events", "--dump", "--json"],
+                               cwd=cluster.workdir, env=cluster.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        cluster.tq("up", "1", "-c", "1", "--backoff-start=0.2")
+        os.kill(cluster.node("celery1")["pid"], signal.SIGKILL)
+        assert cluster.wait(lambda: cluster.node("celery1")["restarts"] == 1)
+        time.sleep(1.0)
+    finally:
+        monitor.terminate()
+        out, _ = monitor.communicate(timeout=20)
+    events = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    kinds = [event["type"] for event in events if event["type"].startswith("node-")]
+    assert "node-started" in kinds and "node-exited" in kinds and "node-restarted" in kinds, kinds
+    exited = next(event for event in events if event["type"] == "node-exited")
+    assert exited["node"] == f"celery1@{HOST}" and "SIGKILL" in exited["how"]
+    assert exited["hostname"].startswith("supervisor@")
