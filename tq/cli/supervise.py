@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..supervisor import ipc, nodes
-from ..supervisor.managed import BACKOFF, FATAL, RUNNING, STOPPED, Policy, tail
+from ..supervisor.managed import BACKOFF, FATAL, RUNNING, STOPPED, Policy
 
 _STATE_COLOURS = {
     "RUNNING": "green",
@@ -77,7 +77,7 @@ def ensure_supervisor(run_dir: Path, obj: Any) -> None:
     """If a node table exists but its supervisor died, start one: it re-adopts the live nodes."""
     if ipc.is_running(run_dir) or not (run_dir / "state.json").exists():
         return
-    from ..supervisor.daemon import start_in_background
+    from ..supervisor.rundir import start_in_background
 
     words = global_words(obj) if obj is not None and obj.app_spec else []
     start_in_background(
@@ -133,35 +133,80 @@ def online_label(row: dict[str, Any], verdict: bool) -> str:
     return f"[red]FAILED[/] ({escape(str(row['last_exit']))}; see {escape(row['log'])})"
 
 
+#: The supervisor's own options, shared by `tq up` and `tq supervisor run`: (flag, click kwargs).
+_SUPERVISOR_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "--restart",
+        {
+            "type": click.Choice(["on-failure", "forever"]),
+            "default": "on-failure",
+            "help": "forever: never give up on a crashing node.",
+        },
+    ),
+    (
+        "--start-secs",
+        {"type": float, "default": 1.0, "help": "Up this long (and ready) = started."},
+    ),
+    (
+        "--stop-timeout",
+        {"type": float, "default": 60.0, "help": "Warm stop budget before KILL, s."},
+    ),
+    (
+        "--backoff-start",
+        {"type": float, "default": 1.0, "help": "First crash-restart delay, doubling to 60 s."},
+    ),
+    (
+        "--log-max-bytes",
+        {"type": int, "default": 10 << 20, "help": "Rotate a node's log past this size."},
+    ),
+    ("--log-backups", {"type": int, "default": 5, "help": "Rotated logs kept per node."}),
+]
+
+
+def supervisor_options(fn: Any) -> Any:
+    """Add the supervisor's options (and --run-dir, --reload) to a command."""
+    for flag, kwargs in reversed(_SUPERVISOR_OPTIONS):
+        fn = click.option(flag, show_default=True, **kwargs)(fn)
+    fn = click.option(
+        "--reload", "reload_", is_flag=True, help="Rolling restart when the app's .py files change."
+    )(fn)
+    return run_dir_option(fn)
+
+
+def _option_words(options: dict[str, Any]) -> list[str]:
+    """The same options as words, for the command line of a background supervisor."""
+    words = [f"--run-dir={resolve_run_dir(options['run_dir'])}"]
+    for flag, _ in _SUPERVISOR_OPTIONS:
+        words.append(f"{flag}={options[flag.lstrip('-').replace('-', '_')]}")
+    return [*words, *(["--reload"] if options["reload_"] else [])]
+
+
+def make_supervisor(obj: Any, options: dict[str, Any], *, foreground: bool) -> Any:
+    """Build the daemon from the options (its node events go out through the app, if any)."""
+    from ..supervisor.daemon import Supervisor
+    from ..supervisor.notices import NodeNotices
+
+    policy = Policy(
+        restart=options["restart"],
+        start_secs=options["start_secs"],
+        stop_timeout_s=options["stop_timeout"],
+        backoff_start_s=options["backoff_start"],
+    )
+    return Supervisor(
+        run_dir=resolve_run_dir(options["run_dir"]),
+        policy=policy,
+        cwd=os.getcwd(),
+        foreground=foreground,
+        reload=options["reload_"],
+        log_max_bytes=options["log_max_bytes"],
+        log_backups=options["log_backups"],
+        notices=NodeNotices(obj.app if obj.app_spec else None),
+    )
+
+
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("node_args", nargs=-1, type=click.UNPROCESSED)
-@run_dir_option
-@click.option(
-    "--restart",
-    "restart_policy",
-    type=click.Choice(["on-failure", "forever"]),
-    default="on-failure",
-    show_default=True,
-    help="forever: never give up on a crashing node.",
-)
-@click.option(
-    "--start-secs", type=float, default=1.0, show_default=True, help="Up this long = started."
-)
-@click.option(
-    "--stop-timeout", type=float, default=60.0, show_default=True, help="Warm stop budget, s."
-)
-@click.option(
-    "--backoff-start",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="First crash-restart delay, doubling up to 60 s.",
-)
-@click.option("--log-max-bytes", type=int, default=10 << 20, show_default=True)
-@click.option("--log-backups", type=int, default=5, show_default=True)
-@click.option(
-    "--reload", "reload_", is_flag=True, help="Rolling restart when the app's .py files change."
-)
+@supervisor_options
 @click.option(
     "--foreground", is_flag=True, help="Run the supervisor here (for systemd, Type=notify)."
 )
@@ -178,47 +223,21 @@ def online_label(row: dict[str, Any], verdict: bool) -> str:
 def up(
     obj: Any,
     node_args: tuple[str, ...],
-    run_dir: str | None,
-    restart_policy: str,
-    start_secs: float,
-    stop_timeout: float,
-    backoff_start: float,
-    log_max_bytes: int,
-    log_backups: int,
-    reload_: bool,
     foreground: bool,
     wait_s: float,
     as_json: bool,
+    **options: Any,
 ) -> None:
     """Start (or change) supervised nodes: `tq -A proj up 10 -Q:1-3 images -c 2`."""
     if not obj.app_spec:
         raise click.UsageError("tq up needs the app: tq -A proj up N ...")
-    directory = resolve_run_dir(run_dir)
+    directory = resolve_run_dir(options["run_dir"])
     argv = [*global_words(obj), *node_args] if node_args else []
-    policy = Policy(
-        restart=restart_policy,
-        start_secs=start_secs,
-        stop_timeout_s=stop_timeout,
-        backoff_start_s=backoff_start,
-    )
     if foreground:
-        from ..supervisor.daemon import Supervisor
-        from ..supervisor.notices import NodeNotices
-
-        _log_to_stderr()
-        supervisor = Supervisor(
-            run_dir=directory,
-            policy=policy,
-            cwd=os.getcwd(),
-            foreground=True,
-            reload=reload_,
-            log_max_bytes=log_max_bytes,
-            log_backups=log_backups,
-            notices=NodeNotices(obj.app),
-        )
-        sys.exit(supervisor.run(initial_argv=argv))
+        log_to_stderr()
+        sys.exit(make_supervisor(obj, options, foreground=True).run(initial_argv=argv))
     if not ipc.is_running(directory):
-        from ..supervisor.daemon import start_in_background
+        from ..supervisor.rundir import start_in_background
 
         command = [
             sys.executable,
@@ -227,14 +246,7 @@ def up(
             *global_words(obj),
             "supervisor",
             "run",
-            f"--run-dir={directory}",
-            f"--restart={restart_policy}",
-            f"--start-secs={start_secs}",
-            f"--stop-timeout={stop_timeout}",
-            f"--backoff-start={backoff_start}",
-            f"--log-max-bytes={log_max_bytes}",
-            f"--log-backups={log_backups}",
-            *(["--reload"] if reload_ else []),
+            *_option_words(options),
         ]
         start_in_background(command, directory)
     reply = ipc.request(directory, {"cmd": "up", "argv": argv})
@@ -248,7 +260,7 @@ def up(
     sys.exit(0 if ok else 1)
 
 
-def _log_to_stderr() -> None:
+def log_to_stderr() -> None:
     import logging
 
     logging.basicConfig(
@@ -413,124 +425,4 @@ def kill(nodes: tuple[str, ...], run_dir: str | None, as_json: bool) -> None:
         click.echo(f"> {name}: KILLED")
 
 
-@click.command()
-@click.argument("node")
-@run_dir_option
-@click.option(
-    "-f", "--follow", is_flag=True, help="Keep printing as the log grows (Ctrl-C to stop)."
-)
-@click.option("-n", "--lines", type=int, default=50, show_default=True)
-def logs(node: str, run_dir: str | None, follow: bool, lines: int) -> None:
-    """Print the end of a node's log file (and follow it)."""
-    rows = fetch(resolve_run_dir(run_dir))["nodes"]
-    matches = [row for row in rows if row["name"] == node or row["name"].split("@")[0] == node]
-    if not matches:
-        raise click.UsageError(
-            f"no node named {node!r}; known: {', '.join(r['name'] for r in rows) or 'none'}"
-        )
-    path = Path(matches[0]["log"])
-    for line in tail(path, lines):
-        click.echo(line)
-    if follow:
-        _follow(path)
-
-
-def _follow(path: Path) -> None:
-    handle = open(path, "rb")
-    handle.seek(0, 2)
-    inode = os.fstat(handle.fileno()).st_ino
-    try:
-        while True:
-            chunk = handle.read()
-            if chunk:
-                sys.stdout.write(chunk.decode(errors="replace"))
-                sys.stdout.flush()
-                continue
-            try:
-                if os.stat(path).st_ino != inode:  # rotated: read the new file from its start
-                    handle.close()
-                    handle = open(path, "rb")
-                    inode = os.fstat(handle.fileno()).st_ino
-                    continue
-            except FileNotFoundError:
-                pass
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        handle.close()
-
-
-@click.group()
-def supervisor() -> None:
-    """The supervisor daemon itself."""
-
-
-@supervisor.command("run")
-@run_dir_option
-@click.option(
-    "--restart",
-    "restart_policy",
-    type=click.Choice(["on-failure", "forever"]),
-    default="on-failure",
-)
-@click.option("--start-secs", type=float, default=1.0)
-@click.option("--stop-timeout", type=float, default=60.0)
-@click.option("--backoff-start", type=float, default=1.0)
-@click.option("--log-max-bytes", type=int, default=10 << 20)
-@click.option("--log-backups", type=int, default=5)
-@click.option("--reload", "reload_", is_flag=True)
-@click.pass_obj
-def supervisor_run(
-    obj: Any,
-    run_dir: str | None,
-    restart_policy: str,
-    start_secs: float,
-    stop_timeout: float,
-    backoff_start: float,
-    log_max_bytes: int,
-    log_backups: int,
-    reload_: bool,
-) -> None:
-    """Run the supervisor in this process (`tq up` starts it in the background for you)."""
-    from ..supervisor.daemon import Supervisor
-    from ..supervisor.notices import NodeNotices
-
-    _log_to_stderr()
-    app = obj.app if obj.app_spec else None
-    policy = Policy(
-        restart=restart_policy,
-        start_secs=start_secs,
-        stop_timeout_s=stop_timeout,
-        backoff_start_s=backoff_start,
-    )
-    daemon = Supervisor(
-        run_dir=resolve_run_dir(run_dir),
-        policy=policy,
-        cwd=os.getcwd(),
-        reload=reload_,
-        log_max_bytes=log_max_bytes,
-        log_backups=log_backups,
-        notices=NodeNotices(app),
-    )
-    sys.exit(daemon.run())
-
-
-@supervisor.command("stop")
-@run_dir_option
-@click.option(
-    "--keep-nodes", is_flag=True, help="Leave the nodes running (a new supervisor re-adopts them)."
-)
-def supervisor_stop(run_dir: str | None, keep_nodes: bool) -> None:
-    """Stop the supervisor (and, warm, its nodes)."""
-    directory = resolve_run_dir(run_dir)
-    reply = ipc.request(directory, {"cmd": "stop", "keep_nodes": keep_nodes})
-    deadline = time.monotonic() + 120
-    while ipc.is_running(directory) and time.monotonic() < deadline:
-        time.sleep(POLL_S)
-    click.echo(
-        f"supervisor {reply['pid']} stopped" + (" (nodes left running)" if keep_nodes else "")
-    )
-
-
-COMMANDS = [up, ps, restart, down, kill, logs, supervisor]
+COMMANDS = [up, ps, restart, down, kill]

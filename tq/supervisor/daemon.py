@@ -12,17 +12,17 @@ import signal
 import socket
 import time
 from collections import deque
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .. import sdnotify
-from ..errors import ConfigError, TQError
+from ..errors import TQError
 from . import ipc, process
 from .managed import BACKOFF, FATAL, RUNNING, STARTING, STOPPED, STOPPING, ManagedNode, Policy
 from .nodes import NodeSpec, expand_nodes
 from .notices import NodeNotices
 from .rotation import rotate_if_needed
+from .rundir import STATE_FILE, drain_pipe, prepare_run_dir, remove_stale_pidfile, save_table
 
 logger = logging.getLogger("tq.supervisor")
 
@@ -30,24 +30,8 @@ logger = logging.getLogger("tq.supervisor")
 TICK_S = 0.2
 #: How often log sizes are checked for rotation.
 ROTATE_CHECK_S = 2.0
-STATE_FILE = "state.json"
 LOCK_FILE = "supervisor.lock"
 NOTIFY_SOCKET = "notify.sock"
-
-
-def prepare_run_dir(run_dir: Path) -> Path:
-    """Create the run directory owner-only; refuse one that belongs to someone else."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise ConfigError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
-    info = run_dir.stat()
-    if info.st_uid != os.getuid():
-        raise ConfigError(
-            f"run directory {run_dir} belongs to uid {info.st_uid}, not you: refusing to use it"
-        )
-    os.chmod(run_dir, 0o700)
-    return run_dir
 
 
 class Supervisor:
@@ -144,31 +128,14 @@ class Supervisor:
                     f"{spec.name}: pid {saved_identity.pid} is gone or belongs to another "
                     "process now; not signalled"
                 )
-            _remove_stale_pidfile(spec, notes)
+            remove_stale_pidfile(spec, notes)
             node.state = entry.get("state", STOPPED) if not wanted else STOPPED
             if wanted:
                 self.start_node(node)
         return notes
 
     def save_state(self) -> None:
-        entries = []
-        for node in self.nodes.values():
-            identity = asdict(node.identity) if node.identity else None
-            entries.append(
-                {
-                    "spec": asdict(node.spec),
-                    "log_path": str(node.log_path),
-                    "state": node.state,
-                    "restarts": node.restarts,
-                    "identity": identity,
-                }
-            )
-        path = self.run_dir / STATE_FILE
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"nodes": entries}, indent=1))
-        os.replace(temporary, path)
-
-    # -- node operations -------------------------------------------------------------------
+        save_table(self.run_dir, self.nodes.values())
 
     def start_node(self, node: ManagedNode) -> None:
         try:
@@ -375,7 +342,7 @@ class Supervisor:
                     elif key.data == "notify":
                         self._drain_notify(notify_sock)
                     else:
-                        _drain_pipe(self._wake_r)
+                        drain_pipe(self._wake_r)
                 keep_nodes = self._handle_inbox() or keep_nodes
                 now = time.time()
                 self.tick(now)
@@ -514,51 +481,3 @@ class Supervisor:
             self.inbox.put(("stop", {"keep_nodes": bool(request.get("keep_nodes"))}))
             return {"ok": True, "pid": os.getpid()}
         raise ValueError(f"unknown command {cmd!r}: use ping, ps, up, restart, down, kill or stop")
-
-
-def _drain_pipe(fd: int) -> None:
-    try:
-        while os.read(fd, 512):
-            pass
-    except BlockingIOError:
-        pass
-
-
-def _remove_stale_pidfile(spec: NodeSpec, notes: list[str]) -> None:
-    path = Path(spec.pidfile)
-    if path.exists():
-        try:
-            path.unlink()
-            notes.append(f"removed stale pid file {path}")
-        except OSError as exc:
-            notes.append(f"cannot remove stale pid file {path}: {exc.strerror}")
-
-
-def start_in_background(command: list[str], run_dir: Path, *, timeout_s: float = 15.0) -> None:
-    """Start a detached supervisor and wait until it answers."""
-    import subprocess
-
-    prepare_run_dir(run_dir)
-    with open(run_dir / "supervisor.log", "ab") as log:
-        child = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if ipc.is_running(run_dir):
-            return
-        if child.poll() is not None:
-            lines = (run_dir / "supervisor.log").read_text(errors="replace").strip().splitlines()
-            raise TQError(
-                f"the supervisor exited at once: {lines[-1] if lines else 'no output'} "
-                f"(see {run_dir / 'supervisor.log'})"
-            )
-        time.sleep(0.05)
-    raise TQError(
-        f"the supervisor did not answer within {timeout_s:.0f}s (see {run_dir / 'supervisor.log'})"
-    )

@@ -1,0 +1,105 @@
+"""`tq logs` and `tq supervisor run|stop`: a node's log, and the supervisor process itself."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..supervisor import ipc
+from ..supervisor.managed import tail
+from .supervise import (
+    POLL_S,
+    fetch,
+    log_to_stderr,
+    make_supervisor,
+    resolve_run_dir,
+    run_dir_option,
+    supervisor_options,
+)
+
+
+@click.command()
+@click.argument("node")
+@run_dir_option
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing as the log grows (Ctrl-C to stop)."
+)
+@click.option("-n", "--lines", type=int, default=50, show_default=True)
+def logs(node: str, run_dir: str | None, follow: bool, lines: int) -> None:
+    """Print the end of a node's log file (and follow it)."""
+    rows = fetch(resolve_run_dir(run_dir))["nodes"]
+    matches = [row for row in rows if row["name"] == node or row["name"].split("@")[0] == node]
+    if not matches:
+        raise click.UsageError(
+            f"no node named {node!r}; known: {', '.join(r['name'] for r in rows) or 'none'}"
+        )
+    path = Path(matches[0]["log"])
+    for line in tail(path, lines):
+        click.echo(line)
+    if follow:
+        _follow(path)
+
+
+def _follow(path: Path) -> None:
+    handle = open(path, "rb")
+    handle.seek(0, 2)
+    inode = os.fstat(handle.fileno()).st_ino
+    try:
+        while True:
+            chunk = handle.read()
+            if chunk:
+                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.flush()
+                continue
+            try:
+                if os.stat(path).st_ino != inode:  # rotated: read the new file from its start
+                    handle.close()
+                    handle = open(path, "rb")
+                    inode = os.fstat(handle.fileno()).st_ino
+                    continue
+            except FileNotFoundError:
+                pass
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        handle.close()
+
+
+@click.group()
+def supervisor() -> None:
+    """The supervisor daemon itself."""
+
+
+@supervisor.command("run")
+@supervisor_options
+@click.pass_obj
+def supervisor_run(obj: Any, **options: Any) -> None:
+    """Run the supervisor in this process (`tq up` starts it in the background for you)."""
+    log_to_stderr()
+    sys.exit(make_supervisor(obj, options, foreground=False).run())
+
+
+@supervisor.command("stop")
+@run_dir_option
+@click.option(
+    "--keep-nodes", is_flag=True, help="Leave the nodes running (a new supervisor re-adopts them)."
+)
+def supervisor_stop(run_dir: str | None, keep_nodes: bool) -> None:
+    """Stop the supervisor (and, warm, its nodes)."""
+    directory = resolve_run_dir(run_dir)
+    reply = ipc.request(directory, {"cmd": "stop", "keep_nodes": keep_nodes})
+    deadline = time.monotonic() + 120
+    while ipc.is_running(directory) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    click.echo(
+        f"supervisor {reply['pid']} stopped" + (" (nodes left running)" if keep_nodes else "")
+    )
+
+
+COMMANDS = [logs, supervisor]
