@@ -5,7 +5,9 @@ from __future__ import annotations
 from . import states
 from .app import App, Celery
 from .canvas import Signature, signature
-from .result import AsyncResult, EagerResult
+from .canvas_chain import chain
+from .canvas_group import chord, group
+from .result import AsyncResult, EagerResult, GroupResult, ResultSet, result_from_tuple
 from .task import Task
 
 __version__ = "0.1.0"
@@ -15,9 +17,15 @@ __all__ = [
     "AsyncResult",
     "Celery",
     "EagerResult",
+    "GroupResult",
+    "ResultSet",
     "Signature",
     "Task",
     "__version__",
+    "chain",
+    "chord",
+    "group",
+    "result_from_tuple",
     "signature",
     "states",
 ]

@@ -34,7 +34,7 @@ class AsyncResult:
         app: App,
         backend: Backend | None = None,
         task_name: str | None = None,
-        parent: AsyncResult | None = None,
+        parent: Any = None,
     ) -> None:
         self.id = id
         self.app = app
@@ -179,11 +179,18 @@ class AsyncResult:
         self._cache = None
         self.backend.forget(self.id)
 
+    def maybe_throw(self, propagate: bool = True) -> None:
+        """Raise the task's exception if it failed or was revoked (and propagate is on)."""
+        meta = self._meta()
+        if propagate and meta.get("status") in states.PROPAGATE_STATES:
+            _raise_remote(meta)
+
     def revoke(self, terminate: bool = False, signal: str | None = None, **_ignored: Any) -> None:
         """Ask every worker not to run this task (and to kill it with `terminate`)."""
         self.app.control.revoke(self.id, terminate=terminate, signal=signal)
 
     def as_tuple(self) -> tuple[Any, ...]:
+        """Return ((id, parent_tuple), None), the form result_from_tuple reads."""
         parent = self.parent.as_tuple() if self.parent is not None else None
         return ((self.id, parent), None)
 
@@ -244,3 +251,9 @@ class EagerResult(AsyncResult):
 
     def revoke(self, *args: Any, **kwargs: Any) -> None:
         raise TQError("an eager result has already run and cannot be revoked")
+
+
+# GroupResult lives beside AsyncResult for the reader (`from tq.result import GroupResult`).
+from .result_group import GroupResult, ResultSet, result_from_tuple  # noqa: E402
+
+__all__ = ["AsyncResult", "EagerResult", "GroupResult", "ResultSet", "result_from_tuple"]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kombu.serialization import dumps, loads, prepare_accept_content
 
 from .. import states
 from ..config import coerce_seconds
-from ..errors import BackendError
-from ..protocol import build_result_meta, exception_to_meta
+from ..errors import BackendError, ChordError
+from ..protocol import build_result_meta, exception_from_meta, exception_to_meta
 
 if TYPE_CHECKING:
     from ..app import App
@@ -20,9 +22,49 @@ if TYPE_CHECKING:
 TASK_KEY_PREFIX = "celery-task-meta-"
 GROUP_KEY_PREFIX = "celery-taskset-meta-"
 
+#: The marker a stored group meta is written with: a state that a SUCCESS guard lets overwrite.
+GROUP_STATE = "GROUP"
+
 #: Polling backends start fast (a task that takes 1 ms should not wait 500 ms) and back off.
 POLL_START_S = 0.001
 POLL_MAX_S = 0.1
+
+
+@dataclass(frozen=True)
+class ChordPart:
+    """One finished chord header task, as the chord's bookkeeping recorded it."""
+
+    task_id: str
+    state: str
+    result: Any
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ChordReady:
+    """What the worker storing a chord's last header result finds: the values, or a failure."""
+
+    values: list[Any] = field(default_factory=list)
+    error: ChordError | None = None
+
+
+def join_chord_parts(parts: Iterable[ChordPart]) -> ChordReady:
+    """Return the header values in order, or a ChordError naming the first failed member."""
+    values = []
+    for part in parts:
+        if part.state in states.PROPAGATE_STATES:
+            exc = exception_from_meta(part.result)
+            who = f"{part.name}[{part.task_id}]" if part.name else part.task_id
+            return ChordReady(error=ChordError(f"Dependency {who} raised {exc!r}"))
+        values.append(part.result)
+    return ChordReady(values=values)
+
+
+def part_result(result: Any, state: str) -> Any:
+    """Return a header task's outcome in the form chord bookkeeping stores (exceptions as meta)."""
+    if state in states.EXCEPTION_STATES and isinstance(result, BaseException):
+        return exception_to_meta(result)
+    return result
 
 
 class Backend:
@@ -45,7 +87,7 @@ class Backend:
 
     # -- encoding ----------------------------------------------------------------------------
 
-    def encode(self, meta: dict[str, Any]) -> bytes | str:
+    def encode(self, meta: Any) -> bytes | str:
         _content_type, _encoding, payload = dumps(meta, serializer=self.serializer)
         return payload
 
@@ -120,6 +162,61 @@ class Backend:
         """Delete a stored result."""
         raise NotImplementedError
 
+    def get_many_meta(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Return the latest meta of several tasks without waiting."""
+        return {task_id: self.get_task_meta(task_id) for task_id in task_ids}
+
+    def wait_for_many(
+        self,
+        task_ids: list[str],
+        timeout: float | None = None,
+        interval: float = 0.5,
+        stop_on_failure: bool = False,
+    ) -> dict[str, dict[str, Any]]:
+        """Wait until every task is ready (or one failed, with stop_on_failure); return metas."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        found: dict[str, dict[str, Any]] = {}
+        for task_id in task_ids:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            meta = self.wait_for(task_id, timeout=remaining, interval=interval)
+            found[task_id] = meta
+            if stop_on_failure and meta.get("status") in states.PROPAGATE_STATES:
+                break
+        return found
+
+    # -- groups and chords -------------------------------------------------------------------
+
+    def save_group(self, group_id: str, group_tuple: Any) -> None:
+        """Store a group's result tuple under celery-taskset-meta-<id>."""
+        raise self._no_groups("save")
+
+    def restore_group(self, group_id: str) -> Any:
+        """Return a stored group's result tuple, or None."""
+        raise self._no_groups("restore")
+
+    def delete_group(self, group_id: str) -> None:
+        """Delete a stored group."""
+        raise self._no_groups("delete")
+
+    def _no_groups(self, verb: str) -> BackendError:
+        return BackendError(
+            f"cannot {verb} a group with the {type(self).__name__}: it keeps no shared "
+            "state; use a redis:// or sqlite:// result backend"
+        )
+
+    def ensure_chords_allowed(self) -> None:
+        """Raise if this backend cannot run chords."""
+
+    def set_chord_size(self, group_id: str, size: int) -> None:
+        """Record how many header parts a chord waits for (the client, before sending them)."""
+        raise NotImplementedError
+
+    def on_chord_part_return(
+        self, request: TaskRequest, state: str, result: Any
+    ) -> ChordReady | None:
+        """Record one finished header task; return ChordReady to the one that finishes it."""
+        raise NotImplementedError
+
     def on_task_call(self, producer: Any) -> None:
         """Prepare for a task about to be sent (the rpc backend declares its reply queue)."""
 
@@ -168,6 +265,12 @@ class DisabledBackend(Backend):
     def forget(self, task_id: str) -> None:
         raise self._refuse()
 
+    def ensure_chords_allowed(self) -> None:
+        raise BackendError(
+            "a chord needs a result backend to count its header tasks: set result_backend "
+            "(e.g. redis://) or use the embedded default"
+        )
+
 
 class KeyValueBackend(Backend):
     """A backend over a key-value store: one key per task, SUCCESS never overwritten."""
@@ -192,3 +295,15 @@ class KeyValueBackend(Backend):
 
     def forget(self, task_id: str) -> None:
         self.delete(TASK_KEY_PREFIX + task_id)
+
+    def save_group(self, group_id: str, group_tuple: Any) -> None:
+        self.set(GROUP_KEY_PREFIX + group_id, self.encode({"result": group_tuple}), GROUP_STATE)
+
+    def restore_group(self, group_id: str) -> Any:
+        payload = self.get(GROUP_KEY_PREFIX + group_id)
+        if payload is None:
+            return None
+        return self.decode(payload).get("result")
+
+    def delete_group(self, group_id: str) -> None:
+        self.delete(GROUP_KEY_PREFIX + group_id)

@@ -1,4 +1,7 @@
-"""rpc:// result backend: workers send each state as a message to the client's reply queue."""
+"""rpc:// result backend: workers send each state as a message to the client's reply queue.
+
+Chords cannot count through reply queues; rpc_chord.py keeps their bookkeeping in the broker.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from kombu import Consumer, Producer
 
 from .. import states, topology
 from ..errors import BackendError
-from .base import Backend, pending_meta, raise_timeout
+from .base import Backend, ChordReady, pending_meta, raise_timeout
+from .rpc_chord import ChordTokens
 
 if TYPE_CHECKING:
     from ..app import App
@@ -35,6 +39,7 @@ class RPCBackend(Backend):
         self._connection: Any = None
         self._producer: Producer | None = None
         self._declared = False
+        self._chord_tokens = ChordTokens(self)
 
     # -- worker side -------------------------------------------------------------------------
 
@@ -153,7 +158,23 @@ class RPCBackend(Backend):
         with self._lock:
             self._results.pop(task_id, None)
 
+    # -- chords ------------------------------------------------------------------------------
+
+    def ensure_chords_allowed(self) -> None:
+        self._chord_tokens.check_broker()
+
+    def set_chord_size(self, group_id: str, size: int) -> None:
+        self._chord_tokens.create(group_id, size)
+
+    def on_chord_part_return(
+        self, request: TaskRequest, state: str, result: Any
+    ) -> ChordReady | None:
+        if not request.group_id:
+            return None
+        return self._chord_tokens.add_part(request, state, result)
+
     def close(self) -> None:
         if self._connection is not None:
             self._connection.release()
+        self._chord_tokens.close()
         self._reset()

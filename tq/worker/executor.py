@@ -1,4 +1,10 @@
-"""Run ONE task request and report how it ended: the heart of a pool process."""
+"""Run ONE task request and report how it ended: the heart of a pool process.
+
+It also moves the request's workflow on: link callbacks and the next chain step on success,
+the chord's part count on any final state, and, on failure or revocation, everything that
+now never runs (the rest of the chain, a chord body, errbacks) is marked failed with the
+same exception, as Celery's backends do, so that no client waits forever.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import states
-from ..canvas import Signature
-from ..errors import BackendError, Ignore, Reject, Retry
+from ..canvas import Signature, maybe_signature, to_plain
+from ..canvas_chain import chain
+from ..canvas_group import chord, group
+from ..errors import BackendError, ChordError, Ignore, Reject, Retry
 from ..protocol import TaskRequest, saferepr
 from ..task import Context, Task, running
 
@@ -72,6 +80,25 @@ def context_for(request: TaskRequest, hostname: str) -> Context:
 
 
 def store(
+    app: App,
+    request: TaskRequest,
+    result: Any,
+    state: str,
+    traceback: str | None,
+    hostname: str,
+    *,
+    write: bool = True,
+    errbacks: bool | None = None,
+) -> None:
+    """Store a state; a failed or revoked task also fails the workflow that waits on it."""
+    if write:
+        _write_state(app, request, result, state, traceback, hostname)
+    if state in states.PROPAGATE_STATES:
+        call_errbacks = state == states.FAILURE if errbacks is None else errbacks
+        _propagate_failure(app, request, result, state, traceback, hostname, call_errbacks)
+
+
+def _write_state(
     app: App, request: TaskRequest, result: Any, state: str, traceback: str | None, hostname: str
 ) -> None:
     """Store a state, retrying a failing backend a few times before giving up with a log line."""
@@ -129,17 +156,15 @@ def execute(app: App, request: TaskRequest, hostname: str) -> Outcome:
         except Exception as exc:
             runtime = time.monotonic() - started
             trace = _format_traceback()
-            if wants_result or not request.ignore_result:
-                store(app, request, exc, states.FAILURE, trace, hostname)
-            _call_errbacks(app, request, exc, trace)
+            write = wants_result or not request.ignore_result
+            store(app, request, exc, states.FAILURE, trace, hostname, write=write)
             return Outcome(states.FAILURE, runtime, exception_repr=saferepr(exc), traceback=trace)
         runtime = time.monotonic() - started
         if wants_result:
             store(app, request, value, states.SUCCESS, None, hostname)
-        try:
-            _call_callbacks(app, request, value)
-        except Exception as exc:  # a callback that cannot be sent must not hide the success
-            logger.error("Task %s[%s]: callbacks not sent: %r", request.name, request.id, exc)
+        _call_callbacks(app, request, value, hostname)
+        if request.chord:
+            finish_chord_part(app, request, states.SUCCESS, value, hostname)
         return Outcome(states.SUCCESS, runtime, result_repr=saferepr(value))
 
 
@@ -147,14 +172,115 @@ def _format_traceback() -> str:
     return "".join(traceback_module.format_exception(*sys.exc_info()))
 
 
-def _call_callbacks(app: App, request: TaskRequest, value: Any) -> None:
+def _call_callbacks(app: App, request: TaskRequest, value: Any, hostname: str) -> None:
     parent: dict[str, Any] = {"parent_id": request.id, "root_id": request.root_id or request.id}
     for callback in request.callbacks or ():
-        Signature.from_dict(callback, app=app).apply_async((value,), **parent)
+        try:
+            maybe_signature(callback, app=app).apply_async((value,), **parent)
+        except Exception as exc:  # a callback that cannot be sent must not hide the success
+            logger.error("Task %s[%s]: callback not sent: %r", request.name, request.id, exc)
     if request.chain:
         remaining = list(request.chain)
-        following = Signature.from_dict(remaining.pop(), app=app)
-        following.apply_async((value,), chain=remaining or None, **parent)
+        following = maybe_signature(remaining.pop(), app=app)
+        try:
+            following.apply_async((value,), chain=remaining or None, **parent)
+        except Exception as exc:
+            # The next step cannot be sent (bad arguments, no broker): fail the rest of the
+            # chain with the reason, so whoever waits on its last result hears of it.
+            logger.error("Task %s[%s]: next chain step not sent: %r", request.name, request.id, exc)
+            for step in [*(maybe_signature(s, app=app) for s in remaining), following]:
+                _fail_unrun(app, step, exc, states.FAILURE, None, hostname, errbacks=False)
+
+
+def finish_chord_part(
+    app: App, request: TaskRequest, state: str, result: Any, hostname: str
+) -> None:
+    """Count this header task in its chord; the one that completes it sends (or fails) the body."""
+    try:
+        ready = app.backend.on_chord_part_return(request, state, result)
+    except Exception as exc:
+        logger.error("Task %s[%s]: chord part not counted: %r", request.name, request.id, exc)
+        return
+    if ready is None:
+        return
+    body = maybe_signature(request.chord, app=app)
+    if ready.error is not None:
+        logger.error("Chord %s failed: %s", request.group_id, ready.error)
+        _fail_unrun(app, body, ready.error, states.FAILURE, None, hostname, errbacks=True)
+        return
+    try:
+        body.apply_async((ready.values,))
+    except Exception as exc:
+        logger.error("Chord %s: body %r not sent: %r", request.group_id, body, exc)
+        error = ChordError(f"Callback error: {exc!r}")
+        _fail_unrun(app, body, error, states.FAILURE, None, hostname, errbacks=True)
+
+
+def _propagate_failure(
+    app: App,
+    request: TaskRequest,
+    exc: Any,
+    state: str,
+    traceback: str | None,
+    hostname: str,
+    call_errbacks: bool,
+) -> None:
+    if request.chord:
+        finish_chord_part(app, request, state, exc, hostname)
+    for element in request.chain or ():
+        step = maybe_signature(element, app=app)
+        _fail_unrun(app, step, exc, state, traceback, hostname, errbacks=False)
+    if call_errbacks and isinstance(exc, BaseException):
+        _call_errbacks(app, request, exc, traceback or "")
+
+
+def _fail_unrun(
+    app: App,
+    signature: Signature,
+    exc: Any,
+    state: str,
+    traceback: str | None,
+    hostname: str,
+    *,
+    errbacks: bool,
+) -> None:
+    """Mark a workflow part that will now never run as failed, and what waits on it in turn."""
+    if isinstance(signature, group):
+        for member in signature.tasks:
+            _fail_unrun(app, member, exc, state, traceback, hostname, errbacks=errbacks)
+    elif isinstance(signature, chord):
+        for member in signature.header.tasks:
+            _fail_unrun(app, member, exc, state, traceback, hostname, errbacks=False)
+        _fail_unrun(app, signature.body, exc, state, traceback, hostname, errbacks=errbacks)
+    elif isinstance(signature, chain):
+        for step in signature.tasks:
+            _fail_unrun(app, step, exc, state, traceback, hostname, errbacks=errbacks)
+    elif signature.id is not None:
+        request = request_for_signature(signature)
+        store(app, request, exc, state, traceback, hostname, errbacks=errbacks)
+
+
+def request_for_signature(signature: Signature) -> TaskRequest:
+    """Return the request a frozen signature would have been run with (to record its fate)."""
+    options = signature.options
+    task_id = options["task_id"]
+    return TaskRequest(
+        id=task_id,
+        name=signature.task,
+        args=list(signature.args),
+        kwargs=dict(signature.kwargs),
+        callbacks=to_plain(options.get("link")),
+        errbacks=to_plain(options.get("link_error")),
+        chain=to_plain(options.get("chain")),
+        chord=to_plain(options.get("chord")),
+        root_id=options.get("root_id"),
+        parent_id=options.get("parent_id"),
+        group_id=options.get("group_id"),
+        group_index=options.get("group_index"),
+        ignore_result=bool(options.get("ignore_result")),
+        reply_to=options.get("reply_to"),
+        correlation_id=task_id,
+    )
 
 
 def _call_errbacks(app: App, request: TaskRequest, exc: BaseException, trace: str) -> None:
