@@ -19,7 +19,8 @@ _HUMAN_TYPES = {
     "worker-heartbeat": "heartbeat",
     "worker-offline": "shutdown",
 }
-_COLOURS = {
+#: Colour of a dump line by the last word of its human type (the console uses it too).
+EVENT_COLOURS = {
     "succeeded": "green",
     "failed": "red",
     "retried": "yellow",
@@ -63,7 +64,7 @@ def format_event(event: dict[str, Any], state: ClusterState) -> tuple[str, str]:
 
 @click.command()
 @click.option(
-    "--dump", is_flag=True, help="Print each event as a line (the console is not built yet)."
+    "--dump", is_flag=True, help="Print each event as a line instead of opening the console."
 )
 @click.option("--json", "as_json", is_flag=True, help="With --dump: one JSON object per line.")
 @click.option("--count", type=click.IntRange(min=1), help="Stop after this many events.")
@@ -71,9 +72,10 @@ def format_event(event: dict[str, Any], state: ClusterState) -> tuple[str, str]:
 def events(obj: Any, dump: bool, as_json: bool, count: int | None) -> None:
     """Watch the cluster's events (workers must send task events: -E or `control enable_events`)."""
     if not dump:
-        raise click.UsageError(
-            "the live console is not part of this version yet: use `tq events --dump`"
-        )
+        from .console import run_console
+
+        run_console(obj, view="tasks")
+        return
     app = obj.app
     console = Console(highlight=False, soft_wrap=True)
     state = ClusterState()
@@ -87,7 +89,7 @@ def events(obj: Any, dump: bool, as_json: bool, count: int | None) -> None:
             click.echo(json.dumps(event, default=repr))
         else:
             human, line = format_event(event, state)
-            colour = _COLOURS.get(human.split()[-1], "default")
+            colour = EVENT_COLOURS.get(human.split()[-1], "default")
             console.print(f"[{colour}]{escape(line)}[/]")
         console.file.flush()
 

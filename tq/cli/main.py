@@ -76,13 +76,19 @@ def cli(
 
 
 def _register_commands() -> None:
-    from . import calls, events, multi, remote, supervise, supervisor_cmd, systemd, worker
+    from . import calls, console, events, multi, remote, supervise, supervisor_cmd, systemd, worker
 
     cli.add_command(worker.worker)
     cli.add_command(multi.multi)
     cli.add_command(systemd.systemd)
-    for command in [*calls.COMMANDS, *remote.COMMANDS, *events.COMMANDS, *supervise.COMMANDS,
-                    *supervisor_cmd.COMMANDS]:
+    cli.add_command(console.console)
+    for command in [
+        *calls.COMMANDS,
+        *remote.COMMANDS,
+        *events.COMMANDS,
+        *supervise.COMMANDS,
+        *supervisor_cmd.COMMANDS,
+    ]:
         cli.add_command(command)
 
 

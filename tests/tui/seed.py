@@ -1,0 +1,74 @@
+"""Seeded cluster data for console tests: fixed timestamps, no broker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tq.cli.events import EVENT_COLOURS, format_event
+from tq.tui.app import ConsoleApp
+from tq.tui.feed import EventFeed
+
+#: Seed events happen at this fixed time (long past: rates are 0 and workers offline).
+T0 = 1_700_000_000.0
+BOOM_TRACEBACK = (
+    'Traceback (most recent call last):\n  File "tasks.py", line 48, in boom\n'
+    "    raise ValueError('bad', 42)\nValueError: ('bad', 42)"
+)
+
+
+def task_event(kind: str, uuid: str, at: float, **fields: Any) -> dict[str, Any]:
+    """One task event from worker w1@host."""
+    return {"type": kind, "uuid": uuid, "hostname": "w1@host", "timestamp": T0 + at, **fields}
+
+
+def seed_events() -> list[dict[str, Any]]:
+    """A worker and five tasks in different states."""
+    events: list[dict[str, Any]] = [
+        {
+            "type": "worker-online",
+            "hostname": "w1@host",
+            "timestamp": T0,
+            "freq": 2.0,
+            "active": 1,
+            "processed": 3,
+            "loadavg": [0.1, 0.2, 0.3],
+        },
+    ]
+    add = "a1d2c3e4-0000-4000-8000-000000000001"
+    boom = "b0000000-0000-4000-8000-000000000002"
+    slow = "c5100000-0000-4000-8000-000000000003"
+    mark = "d4a40000-0000-4000-8000-000000000004"
+    mul = "e3000000-0000-4000-8000-000000000005"
+    for uuid, name, args in (
+        (add, "tasks.add", "(2, 2)"),
+        (boom, "tasks.boom", "()"),
+        (slow, "tasks.sleep_then", "(30,)"),
+        (mark, "tasks.mark", "('x',)"),
+        (mul, "tasks.mul", "(3, 4)"),
+    ):
+        events.append(task_event("task-received", uuid, 1, name=name, args=args, kwargs="{}"))
+    events += [
+        task_event("task-started", add, 2),
+        task_event("task-succeeded", add, 2.5, result="4", runtime=0.0021),
+        task_event("task-started", boom, 3),
+        task_event(
+            "task-failed", boom, 3.5, exception="ValueError('bad', 42)", traceback=BOOM_TRACEBACK
+        ),
+        task_event("task-started", slow, 4),
+        task_event("task-started", mul, 5),
+        task_event("task-succeeded", mul, 5.5, result="12", runtime=0.0013),
+    ]
+    return events
+
+
+def seeded_feed() -> EventFeed:
+    """An EventFeed that has folded the seed events."""
+    feed = EventFeed(format_event)
+    for event in seed_events():
+        feed.fold(event)
+    return feed
+
+
+def seeded_app() -> ConsoleApp:
+    """A console over the seed data, with no broker and no supervisor."""
+    return ConsoleApp(seeded_feed(), event_colours=EVENT_COLOURS)

@@ -1,0 +1,1 @@
+"""The live operations console (`tq console`): a Textual app over ClusterState."""

@@ -1,0 +1,119 @@
+"""EventFeed: hands events from a consumer thread to the UI, which takes changes in batches."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..cluster import ClusterState, TaskState, WorkerState
+
+if TYPE_CHECKING:
+    from ..app import App
+
+#: Lines of the raw event stream kept for the events view.
+MAX_EVENT_LINES = 500
+#: Reconnect delays after the broker goes away: first, then doubled up to the cap.
+RECONNECT_FIRST_S = 0.5
+RECONNECT_MAX_S = 10.0
+#: Seconds one drain waits, so a cancelled consumer notices within this time.
+DRAIN_TIMEOUT_S = 0.5
+
+#: Turns (event, state) into (human type, line), as `tq events --dump` prints it.
+EventFormatter = Callable[[dict[str, Any], ClusterState], tuple[str, str]]
+
+
+@dataclass
+class FeedChanges:
+    """What changed since the UI last looked."""
+
+    task_ids: set[str] = field(default_factory=set)
+    workers_changed: bool = False
+    event_lines: list[tuple[str, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.task_ids or self.workers_changed or self.event_lines)
+
+
+class EventFeed:
+    """A ClusterState folded under a lock, with the set of changes the UI has not seen."""
+
+    def __init__(self, formatter: EventFormatter, state: ClusterState | None = None) -> None:
+        self.state = state or ClusterState()
+        self.formatter = formatter
+        self.lock = threading.Lock()
+        #: None until the consumer's first connection attempt ends.
+        self.connected: bool | None = None
+        self.lines: deque[tuple[str, str]] = deque(maxlen=MAX_EVENT_LINES)
+        self._changes = FeedChanges()
+
+    def fold(self, event: dict[str, Any]) -> None:
+        """Fold one event (any thread) and remember what it changed."""
+        with self.lock:
+            changed = self.state.fold(event)
+            if isinstance(changed, TaskState):
+                self._changes.task_ids.add(changed.uuid)
+            elif isinstance(changed, WorkerState):
+                self._changes.workers_changed = True
+            line = self.formatter(event, self.state)
+            self.lines.append(line)
+            self._changes.event_lines.append(line)
+            if len(self._changes.event_lines) > MAX_EVENT_LINES:
+                del self._changes.event_lines[:-MAX_EVENT_LINES]
+
+    def take_changes(self) -> FeedChanges:
+        """Return the changes since the last call and start a new set."""
+        with self.lock:
+            changes, self._changes = self._changes, FeedChanges()
+        return changes
+
+    def snapshot(self) -> tuple[list[TaskState], list[tuple[str, str]]]:
+        """Copies of every task (oldest first) and the kept lines; forget pending changes."""
+        with self.lock:
+            self._changes = FeedChanges()
+            tasks = [copy.copy(task) for task in self.state.tasks.values()]
+            return tasks, list(self.lines)
+
+    def set_connected(self, connected: bool | None) -> None:
+        """Record whether the consumer currently holds a broker connection."""
+        with self.lock:
+            if connected != self.connected:
+                self.connected = connected
+                self._changes.workers_changed = True
+
+
+def consume_events(app: App, feed: EventFeed, is_cancelled: Callable[[], bool]) -> None:
+    """Consume the app's events into `feed` until cancelled, reconnecting with backoff."""
+    from ..events import EventReceiver
+
+    delay = RECONNECT_FIRST_S
+    while not is_cancelled():
+        connection = app.broker_connection()
+        try:
+            receiver = EventReceiver(connection, feed.fold, exchange_name=app.conf.event_exchange)
+            receiver.consume()
+            feed.set_connected(True)
+            delay = RECONNECT_FIRST_S
+            while not is_cancelled():
+                receiver.drain(timeout=DRAIN_TIMEOUT_S)
+            receiver.close()
+        except Exception:  # noqa: BLE001 - any broker failure means: show it, wait, retry
+            feed.set_connected(False)
+            _sleep_unless_cancelled(delay, is_cancelled)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+        finally:
+            try:
+                connection.release()
+            except Exception:  # noqa: BLE001 - a dead connection may fail to close
+                pass
+    feed.set_connected(False)
+
+
+def _sleep_unless_cancelled(seconds: float, is_cancelled: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not is_cancelled():
+        time.sleep(0.1)

@@ -1,0 +1,153 @@
+"""TaskTable: recent tasks, newest first, updated by key only where a cell changed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual.coordinate import Coordinate
+from textual.widgets import DataTable
+
+from ... import states
+from ...cluster import TaskState
+
+#: Rows kept in the table; older tasks stay in ClusterState but leave the view.
+MAX_ROWS = 1000
+#: Terminal width from which cells are shown with the wide limits.
+WIDE_FROM_COLUMNS = 120
+
+STATE_STYLES = {
+    states.PENDING: "dim",
+    states.RECEIVED: "blue",
+    states.STARTED: "cyan",
+    states.RETRY: "yellow",
+    states.SUCCESS: "green",
+    states.FAILURE: "bold red",
+    states.REVOKED: "magenta",
+    states.REJECTED: "magenta",
+}
+COLUMNS = (
+    ("id", "ID"),
+    ("name", "Name"),
+    ("state", "State"),
+    ("args", "Args"),
+    ("worker", "Worker"),
+    ("runtime", "Runtime"),
+)
+
+
+class TaskIdCell(Text):
+    """The short id shown in a row, carrying the full id and the order of arrival."""
+
+    def __init__(self, uuid: str, seq: int) -> None:
+        super().__init__(uuid[:8])
+        self.uuid = uuid
+        self.seq = seq
+
+
+def _cut(value: str | None, limit: int) -> str:
+    text = value or ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def task_matches(task: TaskState, needle: str) -> bool:
+    """True when the filter text is in the task's id, name, state or worker (any case)."""
+    if not needle:
+        return True
+    needle = needle.lower()
+    return any(
+        needle in (part or "").lower() for part in (task.uuid, task.name, task.state, task.worker)
+    )
+
+
+def first_seen(task: TaskState) -> float:
+    """When the task was first seen (0 when it has no timeline)."""
+    return task.timeline[0][1] if task.timeline else 0.0
+
+
+class TaskTable(DataTable[Text]):
+    """A DataTable of tasks keyed by task id."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+        self.filter_text = ""
+        self._seq_by_id: dict[str, int] = {}
+        self._next_seq = 0
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def selected_task_id(self) -> str | None:
+        """The id of the task under the cursor, if any."""
+        if self.row_count == 0:
+            return None
+        cell = self.get_cell_at(Coordinate(self.cursor_row, 0))
+        return cell.uuid if isinstance(cell, TaskIdCell) else None
+
+    def _cells(self, task: TaskState) -> tuple[Text, ...]:
+        wide = self.app.size.width >= WIDE_FROM_COLUMNS
+        name_max, args_max, worker_max = (36, 40, 30) if wide else (18, 12, 14)
+        runtime = f"{task.runtime:.3f}s" if task.runtime is not None else ""
+        return (
+            Text(_cut(task.name, name_max)),
+            Text(task.state, style=STATE_STYLES.get(task.state, "")),
+            Text(_cut(task.args, args_max)),
+            Text(_cut(task.worker, worker_max)),
+            Text(runtime, justify="right"),
+        )
+
+    def sync(self, tasks: Iterable[TaskState]) -> None:
+        """Add, update or drop the rows of these (changed) tasks; call inside batch_update."""
+        added = False
+        for task in tasks:
+            present = task.uuid in self._seq_by_id
+            if not task_matches(task, self.filter_text):
+                if present:
+                    self._drop(task.uuid)
+                continue
+            if present:
+                self._update(task)
+            else:
+                self._add(task)
+                added = True
+        if added:
+            self._trim()
+            self._sort_keeping_cursor()
+
+    def rebuild(self, tasks: Iterable[TaskState]) -> None:
+        """Replace every row with these tasks (oldest first in, newest shown first)."""
+        self.clear()
+        self._seq_by_id.clear()
+        for task in sorted(tasks, key=first_seen):
+            if task_matches(task, self.filter_text):
+                self._add(task)
+        self._trim()
+        self.sort("id", key=lambda cell: cell.seq, reverse=True)
+
+    def _add(self, task: TaskState) -> None:
+        self._next_seq += 1
+        self._seq_by_id[task.uuid] = self._next_seq
+        self.add_row(TaskIdCell(task.uuid, self._next_seq), *self._cells(task), key=task.uuid)
+
+    def _update(self, task: TaskState) -> None:
+        current = self.get_row(task.uuid)
+        for (column, _label), old, new in zip(
+            COLUMNS[1:], current[1:], self._cells(task), strict=True
+        ):
+            if old != new:
+                self.update_cell(task.uuid, column, new)
+
+    def _drop(self, task_id: str) -> None:
+        del self._seq_by_id[task_id]
+        self.remove_row(task_id)
+
+    def _trim(self) -> None:
+        while len(self._seq_by_id) > MAX_ROWS:
+            self._drop(next(iter(self._seq_by_id)))
+
+    def _sort_keeping_cursor(self) -> None:
+        keep = self.selected_task_id() if self.cursor_row > 0 else None
+        self.sort("id", key=lambda cell: cell.seq, reverse=True)
+        if keep is not None:
+            self.move_cursor(row=self.get_row_index(keep), scroll=False)
