@@ -1,0 +1,245 @@
+"""Benchmark tq against Celery 5 on one broker: enqueue, drain, round trip, start-up, memory.
+
+    .venv/bin/python benchmarks/run.py --broker redis|amqp|embedded [--quick] [--tasks N]
+        [--rtt R] [--only tq|celery] [--json PATH]
+
+See benchmarks/README.md for what each figure means and how it is taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from uuid import uuid4
+
+from rich.console import Console
+
+from brokers import (
+    PROFILES,
+    BrokerProfile,
+    check_broker,
+    delete_run_queues,
+    embedded_broker_missing,
+    make_counter,
+    run_queue_name,
+)
+from measure import Figures, SystemUnderTest, measure_system
+from report import command_line, machine_description, print_report, write_json
+from workers import APPS_DIR
+
+DEFAULT_TASKS = 10_000
+DEFAULT_ROUND_TRIPS = 300
+#: --quick: about 30 s per broker for both systems.
+QUICK_TASKS = 1_000
+QUICK_ROUND_TRIPS = 50
+#: A 1-minute load average above this on 2 cores means something else competes for the CPU.
+BUSY_LOAD_AVERAGE = 0.5
+SYSTEMS = ("tq", "celery")
+LABELS = {"tq": "tq", "celery": "Celery"}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Read the command line."""
+    parser = argparse.ArgumentParser(
+        description="Benchmark tq against Celery 5 on one broker (127.0.0.1 only)."
+    )
+    parser.add_argument("--broker", choices=sorted(PROFILES), required=True)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK_TASKS:,} tasks and {QUICK_ROUND_TRIPS} round trips (~30 s per broker)",
+    )
+    parser.add_argument(
+        "--tasks", type=int, help=f"no-op tasks to enqueue and drain (default {DEFAULT_TASKS:,})"
+    )
+    parser.add_argument(
+        "--rtt", type=int, help=f"timed sequential round trips (default {DEFAULT_ROUND_TRIPS})"
+    )
+    parser.add_argument("--only", choices=SYSTEMS, help="measure one system only")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
+    args = parser.parse_args(argv)
+    if args.tasks is None:
+        args.tasks = QUICK_TASKS if args.quick else DEFAULT_TASKS
+    if args.rtt is None:
+        args.rtt = QUICK_ROUND_TRIPS if args.quick else DEFAULT_ROUND_TRIPS
+    if args.tasks < 10 or args.rtt < 1:
+        parser.error("--tasks must be at least 10 and --rtt at least 1")
+    return args
+
+
+def configure_environment(profile: BrokerProfile, *, run_id: str, run_dir: Path) -> None:
+    """Point both apps (here and in the workers, which inherit it) at this run's broker."""
+    for name in list(os.environ):
+        # A TQ_* or BENCH_* variable from the shell would override what is measured.
+        if name.startswith(("TQ_", "BENCH_")):
+            del os.environ[name]
+    os.environ["TQ_DEFAULT_QUEUE"] = run_queue_name(run_id, "tq")
+    if profile.broker_url is None:
+        os.environ["TQ_DATA_DIR"] = str(run_dir / "tq-data")
+    else:
+        os.environ["TQ_BROKER_URL"] = profile.broker_url
+        os.environ["TQ_RESULT_BACKEND"] = str(profile.result_backend)
+        os.environ["BENCH_CELERY_BROKER_URL"] = profile.broker_url
+        os.environ["BENCH_CELERY_RESULT_BACKEND"] = str(profile.result_backend)
+    os.environ["BENCH_CELERY_QUEUE"] = run_queue_name(run_id, "celery")
+    if str(APPS_DIR) not in sys.path:
+        sys.path.insert(0, str(APPS_DIR))
+
+
+def load_system(
+    name: str, profile: BrokerProfile, *, run_id: str, run_dir: Path
+) -> SystemUnderTest:
+    """Import one system's benchmark app and give it a completion counter."""
+    module = importlib.import_module("tq_app" if name == "tq" else "celery_app")
+    counter = make_counter(profile, run_dir=run_dir, run_id=run_id, system=name)
+    return SystemUnderTest(
+        name=name,
+        queue=run_queue_name(run_id, name),
+        noop=module.noop,
+        add=module.add,
+        counter=counter,
+        worker_env={**os.environ, **counter.worker_env()},
+    )
+
+
+def progress_printer(console: Console, label: str) -> Callable[[str], None]:
+    """Return a function printing one progress line of a system."""
+
+    def print_progress(line: str) -> None:
+        console.print(f"  {label:<6} {line}")
+
+    return print_progress
+
+
+def run_systems(
+    names: list[str],
+    profile: BrokerProfile,
+    figures: dict[str, Figures | None],
+    *,
+    tasks: int,
+    round_trips: int,
+    run_id: str,
+    run_dir: Path,
+    console: Console,
+) -> None:
+    """Measure each system in turn into `figures`; always delete the run's queues after."""
+    systems: list[SystemUnderTest] = []
+    try:
+        for name in names:
+            try:
+                system = load_system(name, profile, run_id=run_id, run_dir=run_dir)
+            except Exception as exc:
+                error = f"cannot load {name}'s app: {type(exc).__name__}: {exc}"
+                figures[name] = Figures(error=error)
+                console.print(f"  {LABELS[name]:<6} [red]failed[/red]: {error}")
+                continue
+            systems.append(system)
+            figures[name] = measure_system(
+                system,
+                tasks=tasks,
+                round_trips=round_trips,
+                run_dir=run_dir,
+                report=progress_printer(console, LABELS[name]),
+            )
+    finally:
+        for system in systems:
+            system.counter.close()
+        try:
+            queue_names = [run_queue_name(run_id, name) for name in names]
+            delete_run_queues(profile, queue_names=queue_names, run_id=run_id)
+        except Exception as exc:
+            console.print(f"[yellow]could not delete the queues {run_id}-*[/yellow]: {exc}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; return 0 if every requested figure was measured."""
+    args = parse_args(argv)
+    console = Console(highlight=False)
+    profile = PROFILES[args.broker]
+    command = command_line()
+    try:
+        missing = embedded_broker_missing() if profile.broker_url is None else None
+    except Exception as exc:
+        console.print(f"[red]tq does not import[/red]: {type(exc).__name__}: {exc}")
+        return 1
+    if missing:
+        console.print(
+            f"[yellow]skipped[/yellow]: --broker embedded needs tq's embedded broker: {missing}"
+        )
+        return 0
+    try:
+        server = check_broker(profile)
+    except Exception as exc:
+        console.print(
+            f"[red]cannot reach the {profile.name} broker[/red] ({profile.broker_url}): {exc}"
+        )
+        return 1
+
+    names = [name for name in SYSTEMS if args.only in (None, name)]
+    if not profile.runs_celery and "celery" in names:
+        console.print("Celery: n/a (Celery has no embedded broker)")
+        names.remove("celery")
+    if not names:
+        console.print("[red]nothing to run[/red]: --only celery on the embedded broker")
+        return 2
+
+    run_id = f"bench-{uuid4().hex[:12]}"
+    run_dir = Path(tempfile.mkdtemp(prefix=f"tq-{run_id}-"))
+    configure_environment(profile, run_id=run_id, run_dir=run_dir)
+    console.print(
+        f"[bold]{profile.name}[/bold] ({server}): {args.tasks:,} tasks, {args.rtt} round trips, "
+        f"queues {run_id}-*, logs in {run_dir}"
+    )
+    figures: dict[str, Figures | None] = {name: None for name in SYSTEMS}
+    machine = machine_description()
+    if machine["load_average_1m"] > BUSY_LOAD_AVERAGE:
+        console.print(
+            f"[yellow]the machine is busy[/yellow] (load average {machine['load_average_1m']}): "
+            "the figures will be low and noisy"
+        )
+    started = time.perf_counter()
+    interrupted = False
+    try:
+        run_systems(
+            names, profile, figures, tasks=args.tasks, round_trips=args.rtt,
+            run_id=run_id, run_dir=run_dir, console=console,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        # The workers were stopped and the queues deleted on the way out of run_systems.
+        interrupted = True
+        console.print("[yellow]interrupted[/yellow]: the figures below are partial")
+    elapsed_s = time.perf_counter() - started
+
+    sizes = f"{args.tasks:,} tasks, {args.rtt} round trips, {elapsed_s:.0f} s"
+    print_report(
+        console,
+        figures,
+        broker=profile.name,
+        server=server,
+        sizes=sizes,
+        machine=machine,
+        command=command,
+    )
+    if args.json:
+        settings = {"tasks": args.tasks, "round_trips": args.rtt, "elapsed_s": round(elapsed_s, 1)}
+        write_json(
+            args.json, figures, broker=profile.name, server=server, settings=settings,
+            machine=machine, command=command,
+        )  # fmt: skip
+    failed = any(system_figures and system_figures.error for system_figures in figures.values())
+    if failed:
+        console.print(f"worker logs kept in {run_dir}")
+        return 1
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
