@@ -331,3 +331,18 @@ def test_node_lifecycle_events_reach_monitors(cluster):
     exited = next(event for event in events if event["type"] == "node-exited")
     assert exited["node"] == f"celery1@{HOST}" and "SIGKILL" in exited["how"]
     assert exited["hostname"].startswith("supervisor@")
+
+
+def test_sigusr1_makes_nodes_reopen_their_logs_for_logrotate(cluster):
+    from tqtest import tasks
+
+    cluster.tq("up", "1", "-c", "1", "-l", "info")
+    log = Path(cluster.node("celery1")["log"])
+    rotated = log.with_name(log.name + ".logrotate")
+    os.replace(log, rotated)  # what an external logrotate does
+    os.kill(cluster.supervisor_pid(), signal.SIGUSR1)
+    time.sleep(0.5)
+    assert tasks.add.delay(5, 5).get(timeout=20) == 10
+    assert cluster.wait(lambda: log.exists() and "succeeded" in log.read_text(), timeout=10)
+    report = json.loads(cluster.tq("logs", "celery1", "--json", "-n", "5").stdout)
+    assert report["log"] == str(log) and any("succeeded" in line for line in report["lines"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -30,7 +31,10 @@ from .supervise import (
     "-f", "--follow", is_flag=True, help="Keep printing as the log grows (Ctrl-C to stop)."
 )
 @click.option("-n", "--lines", type=int, default=50, show_default=True)
-def logs(node: str, run_dir: str | None, follow: bool, lines: int) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object: node, log path, last lines."
+)
+def logs(node: str, run_dir: str | None, follow: bool, lines: int, as_json: bool) -> None:
     """Print the end of a node's log file (and follow it)."""
     rows = fetch(resolve_run_dir(run_dir))["nodes"]
     matches = [row for row in rows if row["name"] == node or row["name"].split("@")[0] == node]
@@ -39,6 +43,11 @@ def logs(node: str, run_dir: str | None, follow: bool, lines: int) -> None:
             f"no node named {node!r}; known: {', '.join(r['name'] for r in rows) or 'none'}"
         )
     path = Path(matches[0]["log"])
+    if as_json:
+        click.echo(
+            json.dumps({"node": matches[0]["name"], "log": str(path), "lines": tail(path, lines)})
+        )
+        return
     for line in tail(path, lines):
         click.echo(line)
     if follow:
@@ -90,13 +99,17 @@ def supervisor_run(obj: Any, **options: Any) -> None:
 @click.option(
     "--keep-nodes", is_flag=True, help="Leave the nodes running (a new supervisor re-adopts them)."
 )
-def supervisor_stop(run_dir: str | None, keep_nodes: bool) -> None:
+@click.option("--json", "as_json", is_flag=True)
+def supervisor_stop(run_dir: str | None, keep_nodes: bool, as_json: bool) -> None:
     """Stop the supervisor (and, warm, its nodes)."""
     directory = resolve_run_dir(run_dir)
     reply = ipc.request(directory, {"cmd": "stop", "keep_nodes": keep_nodes})
     deadline = time.monotonic() + 120
     while ipc.is_running(directory) and time.monotonic() < deadline:
         time.sleep(POLL_S)
+    if as_json:
+        click.echo(json.dumps({"ok": True, "pid": reply["pid"], "nodes_left_running": keep_nodes}))
+        return
     click.echo(
         f"supervisor {reply['pid']} stopped" + (" (nodes left running)" if keep_nodes else "")
     )
