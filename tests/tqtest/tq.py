@@ -12,5 +12,6 @@ app.conf.update(
     },
     result_extended=True,
     result_expires=int(os.environ.get("TQ_TEST_RESULT_EXPIRES", "3600")),
+    accept_content=os.environ.get("TQ_TEST_ACCEPT", "json").split(","),
     worker_allow_destructive_control=os.environ.get("TQ_TEST_DESTRUCTIVE", "1") == "1",
 )

@@ -17,6 +17,8 @@ import traceback as traceback_module
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kombu.exceptions import EncodeError
+
 from .. import states
 from ..canvas import Signature, maybe_signature, to_plain
 from ..canvas_chain import chain
@@ -105,6 +107,29 @@ def _write_state(
     for attempt in range(1, RESULT_STORE_ATTEMPTS + 1):
         try:
             app.backend.store_result(request.id, result, state, traceback, request, worker=hostname)
+            return
+        except EncodeError as exc:
+            # The value (or, with result_extended, the arguments) cannot be serialised: say so
+            # as the task's FAILURE instead of losing the pool process, as Celery does.
+            logger.error(
+                "Task %s[%s]: its %s state cannot be serialised: %s",
+                request.name,
+                request.id,
+                state,
+                exc,
+            )
+            if state != states.FAILURE:
+                try:
+                    app.backend.store_result(
+                        request.id,
+                        EncodeError(str(exc)),
+                        states.FAILURE,
+                        traceback,
+                        None,
+                        worker=hostname,
+                    )
+                except Exception as again:
+                    logger.error("Task %s[%s]: result lost: %r", request.name, request.id, again)
             return
         except BackendError as exc:
             if attempt == RESULT_STORE_ATTEMPTS:
