@@ -60,6 +60,7 @@ class App:
         self._oid: tuple[int, str] | None = None
         self._control: Control | None = None
         self._sent_dispatcher: Any = None
+        self._created_queues: dict[tuple[str, Any], Queue] = {}
 
     def __repr__(self) -> str:
         return f"<App {self.main}:{id(self):#x}>"
@@ -216,7 +217,12 @@ class App:
             raise QueueNotFound(
                 f"queue {name!r} is not in task_queues and task_create_missing_queues is off"
             )
-        return topology.task_queue(name, max_priority=self.conf.task_queue_max_priority)
+        max_priority = self.conf.task_queue_max_priority
+        key = (name, max_priority)
+        queue = self._created_queues.get(key)
+        if queue is None:  # one Queue object per name: building it is most of a publish's routing cost
+            queue = self._created_queues[key] = topology.task_queue(name, max_priority=max_priority)
+        return queue
 
     def default_queue(self) -> Queue:
         conf = self.conf
