@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 #: Seconds a writer waits for another process's write lock before failing.
 BUSY_TIMEOUT_MS = 30_000
+#: Pause between attempts to open a database another process holds locked.
+OPEN_RETRY_S = 0.05
 #: Expired rows are swept once every this many writes.
 SWEEP_EVERY_WRITES = 1000
 
@@ -103,19 +105,28 @@ def open_database(path: Path, what: str) -> sqlite3.Connection:
             f"cannot create the {what} directory {path.parent}: {exc.strerror}; "
             "set TQ_DATA_DIR to a writable directory"
         ) from None
-    try:
-        connection = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-        )
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        connection.execute(_SCHEMA)
-    except sqlite3.DatabaseError as exc:
-        raise DataDirError(
-            f"cannot use the {what} database {path}: {exc}; move the file away "
-            "(or set TQ_DATA_DIR elsewhere) and tq will create a new one"
-        ) from None
-    return connection
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            connection = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            # Switching to WAL needs a moment alone with the file: only ask when it is not WAL yet.
+            if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute(_SCHEMA)
+            return connection
+        except sqlite3.OperationalError as exc:
+            # Several pool processes open the file at once: "locked" passes, so wait and retry.
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise DataDirError(f"cannot use the {what} database {path}: {exc}") from None
+            time.sleep(OPEN_RETRY_S)
+        except sqlite3.DatabaseError as exc:
+            raise DataDirError(
+                f"cannot use the {what} database {path}: {exc}; move the file away "
+                "(or set TQ_DATA_DIR elsewhere) and tq will create a new one"
+            ) from None
 
 
 class SQLiteBackend(KeyValueBackend):

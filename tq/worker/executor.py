@@ -23,7 +23,7 @@ from .. import states
 from ..canvas import Signature, maybe_signature, to_plain
 from ..canvas_chain import chain
 from ..canvas_group import chord, group
-from ..errors import BackendError, ChordError, Ignore, Reject, Retry
+from ..errors import ChordError, Ignore, Reject, Retry, TQError
 from ..protocol import TaskRequest, saferepr
 from ..task import Context, Task, running
 
@@ -131,13 +131,18 @@ def _write_state(
                 except Exception as again:
                     logger.error("Task %s[%s]: result lost: %r", request.name, request.id, again)
             return
-        except BackendError as exc:
+        except TQError as exc:  # BackendError, DataDirError: the store may come back
             if attempt == RESULT_STORE_ATTEMPTS:
                 logger.error(
                     "Task %s[%s]: result of state %s lost: %s", request.name, request.id, state, exc
                 )
                 return
             time.sleep(RESULT_STORE_BACKOFF_S * attempt)
+        except Exception as exc:  # never lose the pool process over a result write
+            logger.error(
+                "Task %s[%s]: result of state %s lost: %r", request.name, request.id, state, exc
+            )
+            return
 
 
 def _wants_result(task: Task, request: TaskRequest) -> bool:
