@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from kombu import Consumer
 from kombu.asynchronous import Hub, set_event_loop
 from kombu.clocks import LamportClock
+from kombu.exceptions import OperationalError
 
 from .. import sdnotify
 from ..events import HEARTBEAT_INTERVAL_S
@@ -81,6 +82,7 @@ class Worker:
             if (bucket := control.rate_bucket(task.rate_limit or default_rate))
         }
         self._rate_wakeup_pending = False
+        self._orphaned_channels: list[Any] = []
         self.last_busy = time.monotonic()
         self.processed: Counter[str] = Counter()
         self.started_at = time.time()
@@ -165,7 +167,7 @@ class Worker:
                 self.connection = connection
                 logger.info("Connected to %s", connection.as_uri())
                 return
-            except connection.connection_errors + (OSError,) as exc:
+            except (OperationalError, OSError, *connection.connection_errors) as exc:
                 connection.release()
                 attempt += 1
                 limit = self.app.conf.broker_connection_max_retries
@@ -209,11 +211,15 @@ class Worker:
         connection.transport.register_with_event_loop(connection.connection, self.hub)
 
     def _drop_connection(self) -> None:
-        # Messages from a dead connection go back to their queue on the broker; forget them.
+        # Messages from a dead connection go back to their queue (AMQP does it on the server;
+        # Redis and the embedded broker keep them as "unacked": _restore_orphans returns them
+        # once the broker answers again, instead of after the visibility timeout).
         self.reserved.clear()
         self.eta_held.clear()
         for held in self.active.values():
             held.acknowledged = True if held.acks_late else held.acknowledged
+        if self.task_consumer is not None:
+            self._orphaned_channels.append(self.task_consumer.channel)
         self.task_consumer = None
         self._control_consumer = None
         self.events.disconnect()
@@ -223,6 +229,17 @@ class Worker:
             except Exception:
                 pass
         self.connection = None
+
+    def _restore_orphans(self) -> None:
+        while self._orphaned_channels:
+            channel = self._orphaned_channels.pop()
+            restore = getattr(getattr(channel, "qos", None), "restore_unacked_once", None)
+            if restore is None:
+                continue
+            try:
+                restore()
+            except Exception as exc:  # the visibility timeout still brings them back
+                logger.warning("could not requeue the messages of the lost connection: %r", exc)
 
     def update_qos(self) -> None:
         if self.task_consumer is not None:
@@ -250,6 +267,7 @@ class Worker:
                     self._connect()
                     self._build_hub()
                     self._start_consuming()
+                    self._restore_orphans()
                     if not announced:
                         self.events.online()
                         logger.info("%s ready.", self.hostname)
@@ -480,5 +498,5 @@ class Worker:
 def _recoverable_errors(connection: Any) -> tuple[type[BaseException], ...]:
     """Errors after which the worker reconnects (anything else stops it)."""
     if connection is None:
-        return (OSError,)
-    return (OSError, *connection.connection_errors, *connection.channel_errors)
+        return (OSError, OperationalError)
+    return (OSError, OperationalError, *connection.connection_errors, *connection.channel_errors)
