@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 from kombu import Consumer
 from kombu.asynchronous import Hub, set_event_loop
 from kombu.clocks import LamportClock
-from kombu.exceptions import OperationalError
 
 from .. import sdnotify
 from ..events import HEARTBEAT_INTERVAL_S
 from ..protocol import utcnow
 from . import control, outcomes
 from .child import child_loop
+from .connection import connect_with_retry, recoverable_errors, restore_orphans
 from .executor import execute
 from .heartbeat import WorkerEvents
 from .logs import reopen_log_files
@@ -33,8 +33,6 @@ logger = logging.getLogger("tq.worker")
 
 #: How often the parent checks time limits and pool health.
 HOUSEKEEPING_INTERVAL_S = 0.1
-#: Back-off between attempts to reach a broker that is down.
-RECONNECT_DELAYS_S = (0.5, 1, 2, 4, 8, 16)
 
 RUNNING, WARM, COLD, STOPPED = "RUNNING", "WARM", "COLD", "STOPPED"
 
@@ -157,39 +155,6 @@ class Worker:
 
     # -- connection --------------------------------------------------------------------------
 
-    def _connect(self) -> None:
-        delays = iter(RECONNECT_DELAYS_S)
-        attempt = 0
-        while True:
-            connection = self.app.broker_connection()
-            try:
-                connection.ensure_connection(max_retries=1)
-                self.connection = connection
-                logger.info("Connected to %s", connection.as_uri())
-                return
-            except (OperationalError, OSError, *connection.connection_errors) as exc:
-                connection.release()
-                attempt += 1
-                limit = self.app.conf.broker_connection_max_retries
-                if limit is not None and attempt > limit:
-                    raise
-                delay = next(delays, RECONNECT_DELAYS_S[-1])
-                logger.error(
-                    "consumer: Cannot connect to %s: %s. Trying again in %.1f seconds...",
-                    connection.as_uri(),
-                    exc,
-                    delay,
-                )
-                self._sleep_responsively(delay)
-                if self.state != RUNNING:
-                    raise ConnectionAbortedError("stopped while connecting") from exc
-
-    def _sleep_responsively(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and self.state == RUNNING:
-            time.sleep(0.05)
-            self.signals.on_wakeup()
-
     def _start_consuming(self) -> None:
         connection = self.connection
         channel = connection.channel()
@@ -212,8 +177,8 @@ class Worker:
 
     def _drop_connection(self) -> None:
         # Messages from a dead connection go back to their queue (AMQP does it on the server;
-        # Redis and the embedded broker keep them as "unacked": _restore_orphans returns them
-        # once the broker answers again, instead of after the visibility timeout).
+        # Redis and the embedded broker keep them as "unacked": restore_orphans returns them
+        # once the broker answers again (connection.restore_orphans), not after the visibility timeout).
         self.reserved.clear()
         self.eta_held.clear()
         for held in self.active.values():
@@ -229,17 +194,6 @@ class Worker:
             except Exception:
                 pass
         self.connection = None
-
-    def _restore_orphans(self) -> None:
-        while self._orphaned_channels:
-            channel = self._orphaned_channels.pop()
-            restore = getattr(getattr(channel, "qos", None), "restore_unacked_once", None)
-            if restore is None:
-                continue
-            try:
-                restore()
-            except Exception as exc:  # the visibility timeout still brings them back
-                logger.warning("could not requeue the messages of the lost connection: %r", exc)
 
     def update_qos(self) -> None:
         if self.task_consumer is not None:
@@ -264,10 +218,14 @@ class Worker:
         while self.state != STOPPED:
             try:
                 if self.connection is None:
-                    self._connect()
+                    self.connection = connect_with_retry(
+                        self.app,
+                        keep_trying=lambda: self.state == RUNNING,
+                        on_wait=self.signals.on_wakeup,
+                    )
                     self._build_hub()
                     self._start_consuming()
-                    self._restore_orphans()
+                    restore_orphans(self._orphaned_channels)
                     if not announced:
                         self.events.online()
                         logger.info("%s ready.", self.hostname)
@@ -280,7 +238,7 @@ class Worker:
                         self.state = STOPPED
             except ConnectionAbortedError:
                 self.state = STOPPED
-            except _recoverable_errors(self.connection) as exc:
+            except recoverable_errors(self.connection) as exc:
                 if self.state != RUNNING:
                     self.state = STOPPED
                     break
@@ -477,26 +435,12 @@ class Worker:
 
     # -- what remote control calls ---------------------------------------------------------
 
-    def set_task_events(self, enabled: bool) -> bool:
-        """Switch task events on or off; return whether that changed anything."""
-        return self.events.set_task_events(enabled)
-
     def reopen_logs(self) -> None:
         """Reopen log files here and in the pool (SIGHUP, after the supervisor rotated them)."""
         reopen_log_files()
         for child in list(self.pool.children) if self.options.pool == "prefork" else []:
             self.pool.signal_child(child, signal.SIGHUP)
 
-    def send_heartbeat(self, extra: bool = False) -> None:
-        self.events.heartbeat()
-
     def discard_revoked(self, held: Held) -> None:
         """Drop a held request that was revoked."""
         outcomes.discard_revoked(self, held, "revoked")
-
-
-def _recoverable_errors(connection: Any) -> tuple[type[BaseException], ...]:
-    """Errors after which the worker reconnects (anything else stops it)."""
-    if connection is None:
-        return (OSError, OperationalError)
-    return (OSError, OperationalError, *connection.connection_errors, *connection.channel_errors)

@@ -138,19 +138,19 @@ def terminate(
 
 @handler
 def enable_events(worker: Worker, **_kw: Any) -> dict[str, Any]:
-    changed = worker.set_task_events(True)
+    changed = worker.events.set_task_events(True)
     return ok("task events enabled" if changed else "task events already enabled")
 
 
 @handler
 def disable_events(worker: Worker, **_kw: Any) -> dict[str, Any]:
-    changed = worker.set_task_events(False)
+    changed = worker.events.set_task_events(False)
     return ok("task events disabled" if changed else "task events already disabled")
 
 
 @handler
 def heartbeat(worker: Worker, **_kw: Any) -> None:
-    worker.send_heartbeat(extra=True)
+    worker.events.heartbeat()
 
 
 @handler

@@ -1,0 +1,79 @@
+"""The worker's broker connection: connect with back-off, know what to reconnect after, requeue orphans."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from kombu.exceptions import OperationalError
+
+if TYPE_CHECKING:
+    from kombu import Connection
+
+    from ..app import App
+
+logger = logging.getLogger("tq.worker")
+
+#: Back-off between attempts to reach a broker that is down.
+RECONNECT_DELAYS_S = (0.5, 1, 2, 4, 8, 16)
+#: How often a worker waiting to reconnect looks at its signals.
+WAIT_STEP_S = 0.05
+
+
+def connect_with_retry(
+    app: App, *, keep_trying: Callable[[], bool], on_wait: Callable[[], None]
+) -> Connection:
+    """Connect to the broker, retrying with back-off (broker_connection_max_retries) while wanted."""
+    delays = iter(RECONNECT_DELAYS_S)
+    attempt = 0
+    while True:
+        connection = app.broker_connection()
+        try:
+            connection.ensure_connection(max_retries=1)
+            logger.info("Connected to %s", connection.as_uri())
+            return connection
+        except (OperationalError, OSError, *connection.connection_errors) as exc:
+            connection.release()
+            attempt += 1
+            limit = app.conf.broker_connection_max_retries
+            if limit is not None and attempt > limit:
+                raise
+            delay = next(delays, RECONNECT_DELAYS_S[-1])
+            logger.error(
+                "consumer: Cannot connect to %s: %s. Trying again in %.1f seconds...",
+                connection.as_uri(),
+                exc,
+                delay,
+            )
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline and keep_trying():
+                time.sleep(WAIT_STEP_S)
+                on_wait()
+            if not keep_trying():
+                raise ConnectionAbortedError("stopped while connecting") from exc
+
+
+def recoverable_errors(connection: Any) -> tuple[type[BaseException], ...]:
+    """Errors after which the worker reconnects (anything else stops it)."""
+    if connection is None:
+        return (OSError, OperationalError)
+    return (OSError, OperationalError, *connection.connection_errors, *connection.channel_errors)
+
+
+def restore_orphans(channels: list[Any]) -> None:
+    """Requeue what channels of a lost connection still held unacked (Redis, embedded broker).
+
+    AMQP servers do this themselves when a connection dies; kombu's Redis transport would wait
+    for the visibility timeout (an hour by default).
+    """
+    while channels:
+        channel = channels.pop()
+        restore = getattr(getattr(channel, "qos", None), "restore_unacked_once", None)
+        if restore is None:
+            continue
+        try:
+            restore()
+        except Exception as exc:  # the visibility timeout still brings them back
+            logger.warning("could not requeue the messages of the lost connection: %r", exc)
