@@ -346,3 +346,13 @@ def test_sigusr1_makes_nodes_reopen_their_logs_for_logrotate(cluster):
     assert cluster.wait(lambda: log.exists() and "succeeded" in log.read_text(), timeout=10)
     report = json.loads(cluster.tq("logs", "celery1", "--json", "-n", "5").stdout)
     assert report["log"] == str(log) and any("succeeded" in line for line in report["lines"])
+
+
+def test_up_again_with_other_arguments_changes_the_table(cluster):
+    cluster.tq("up", "2", "-c", "1")
+    first = {row["name"]: row["pid"] for row in cluster.ps()["nodes"]}
+    out = cluster.tq("up", "1", "-c", "1").stdout  # celery2 goes away, celery1 is kept as it was
+    assert f"celery1@{HOST}: OK" in out
+    assert cluster.wait(lambda: [row["name"] for row in cluster.ps()["nodes"]] == [f"celery1@{HOST}"])
+    assert cluster.node("celery1")["pid"] == first[f"celery1@{HOST}"]
+    assert cluster.wait(lambda: not psutil.pid_exists(first[f"celery2@{HOST}"]), timeout=30)

@@ -250,7 +250,9 @@ def up(
         ]
         start_in_background(command, directory)
     reply = ipc.request(directory, {"cmd": "up", "argv": argv})
-    names = [row["name"] for row in fetch(directory)["nodes"] if row["state"] != STOPPED]
+    changes = reply.get("changes") or {}
+    wanted = {name for kind, names in changes.items() if kind != "removed" for name in names}
+    names = [row["name"] for row in fetch(directory)["nodes"] if row["name"] in wanted]
     console = Console(highlight=False, file=sys.stderr if as_json else sys.stdout)
     ok = wait_for(
         directory, names, done=online_verdict, timeout_s=wait_s, console=console, label=online_label
