@@ -356,3 +356,11 @@ def test_up_again_with_other_arguments_changes_the_table(cluster):
     assert cluster.wait(lambda: [row["name"] for row in cluster.ps()["nodes"]] == [f"celery1@{HOST}"])
     assert cluster.node("celery1")["pid"] == first[f"celery1@{HOST}"]
     assert cluster.wait(lambda: not psutil.pid_exists(first[f"celery2@{HOST}"]), timeout=30)
+
+
+def test_ps_after_a_deliberate_stop_does_not_start_a_supervisor(cluster):
+    cluster.tq("up", "1", "-c", "1")
+    cluster.tq("supervisor", "stop")
+    result = cluster.tq("ps", check=False)
+    assert result.returncode == 1 and "no supervisor is running" in result.stderr
+    assert not (cluster.run_dir / "supervisor.sock").exists()

@@ -74,9 +74,15 @@ def fetch(run_dir: Path) -> dict[str, Any]:
 
 
 def ensure_supervisor(run_dir: Path, obj: Any) -> None:
-    """If a node table exists but its supervisor died, start one: it re-adopts the live nodes."""
-    if ipc.is_running(run_dir) or not (run_dir / "state.json").exists():
+    """If the supervisor died while its table still names node processes, start one to re-adopt them."""
+    if ipc.is_running(run_dir):
         return
+    try:
+        entries = json.loads((run_dir / "state.json").read_text()).get("nodes", [])
+    except (OSError, ValueError):
+        return
+    if not any(entry.get("identity") for entry in entries):
+        return  # stopped on purpose (or never started): nothing to adopt
     from ..supervisor.rundir import start_in_background
 
     words = global_words(obj) if obj is not None and obj.app_spec else []
