@@ -15,14 +15,14 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from .. import sdnotify
 from ..errors import TQError
-from . import ipc, process
+from . import ipc, process, requests
 from .managed import BACKOFF, FATAL, RUNNING, STARTING, STOPPED, STOPPING, ManagedNode, Policy
-from .nodes import NodeSpec, expand_nodes
+from .nodes import NodeSpec
 from .notices import NodeNotices
 from .rotation import rotate_if_needed
 from .rundir import STATE_FILE, drain_pipe, prepare_run_dir, remove_stale_pidfile, save_table
+from .sdstatus import SystemdStatus
 
 logger = logging.getLogger("tq.supervisor")
 
@@ -64,8 +64,7 @@ class Supervisor:
         self.stopping_all = False
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._lock_file: Any = None
-        self._announced_ready = False
-        self._last_status = ""
+        self.systemd = SystemdStatus(enabled=foreground)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -235,7 +234,7 @@ class Supervisor:
         self._advance_rolling()
         if changed:
             self.save_state()
-        self._report_to_systemd()
+        self.systemd.report(node.state for node in self.nodes.values())
 
     def _advance_rolling(self) -> None:
         if self.rolling_phase is None:
@@ -258,28 +257,6 @@ class Supervisor:
             self.rolling_phase = (name, "starting")
         elif phase == "starting" and current.state in (RUNNING, FATAL, BACKOFF):
             self.rolling_phase = None
-
-    def _report_to_systemd(self) -> None:
-        if not self.foreground:
-            return
-        counts: dict[str, int] = {}
-        for node in self.nodes.values():
-            counts[node.state] = counts.get(node.state, 0) + 1
-        status = (
-            ", ".join(f"{count} {state.lower()}" for state, count in sorted(counts.items()))
-            or "no nodes"
-        )
-        if status != self._last_status:
-            sdnotify.status(status)
-            self._last_status = status
-        if (
-            not self._announced_ready
-            and self.nodes
-            and all(node.state in (RUNNING, FATAL, STOPPED) for node in self.nodes.values())
-        ):
-            sdnotify.ready(status)
-            self._announced_ready = True
-        sdnotify.watchdog()
 
     def on_notify(self, data: bytes) -> None:
         """A node said READY=1 (sd_notify protocol, with its MAINPID)."""
@@ -316,7 +293,7 @@ class Supervisor:
         for note in self.load_state():
             logger.warning("%s", note)
         if initial_argv:
-            self.handle({"cmd": "up", "argv": initial_argv})
+            requests.handle(self, {"cmd": "up", "argv": initial_argv})
         self.save_state()
         # TERM/INT: stop (warm); USR1: nodes reopen their logs (logrotate); HUP: rolling restart.
         signal.signal(signal.SIGTERM, lambda *_: self.post("stop", {}))
@@ -338,7 +315,7 @@ class Supervisor:
             while True:
                 for key, _ in selector.select(TICK_S):
                     if key.data == "client":
-                        self._serve_client(server)
+                        requests.serve_client(self, server)
                     elif key.data == "notify":
                         self._drain_notify(notify_sock)
                     else:
@@ -359,8 +336,8 @@ class Supervisor:
                     or all(node.state in (STOPPED, FATAL, BACKOFF) for node in self.nodes.values())
                 ):
                     break
-                if self.stopping_all and self.foreground:
-                    sdnotify.extend_timeout(int(5e6))
+                if self.stopping_all:
+                    self.systemd.draining()
         finally:
             if not keep_nodes:
                 self.save_state()
@@ -404,80 +381,10 @@ class Supervisor:
 
     def begin_stop_all(self, keep_nodes: bool) -> None:
         self.stopping_all = True
-        if self.foreground:
-            sdnotify.stopping()
+        self.systemd.stopping()
         if keep_nodes:
             self.save_state()
             return
         for node in self.nodes.values():
             if node.state not in (STOPPED, FATAL, STOPPING):
                 node.request_stop(self.policy.stop_timeout_s)
-
-    def _serve_client(self, server: socket.socket) -> None:
-        try:
-            conn, _ = server.accept()
-        except BlockingIOError:
-            return
-        with conn:
-            try:
-                request = ipc.decode_request(ipc.read_line(conn, 2.0))
-                reply = self.handle(request)
-            except ValueError as exc:
-                reply = {"ok": False, "error": str(exc)}
-            except TQError as exc:
-                reply = {"ok": False, "error": str(exc)}
-            except OSError:
-                return
-            try:
-                ipc.send_line(conn, reply)
-            except OSError:
-                pass
-
-    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Answer one control request."""
-        cmd = request["cmd"]
-        now = time.time()
-        if cmd == "ping":
-            return {"ok": True, "pid": os.getpid()}
-        if cmd == "ps":
-            return {
-                "ok": True,
-                "supervisor_pid": os.getpid(),
-                "run_dir": str(self.run_dir),
-                "nodes": [node.describe(now) for node in self.nodes.values()],
-            }
-        if cmd == "up":
-            argv = [str(word) for word in request.get("argv", [])]
-            if not argv:
-                for node in self.nodes.values():
-                    if node.state in (STOPPED, FATAL):
-                        node.crashes.clear()
-                        self.start_node(node)
-                return {"ok": True, "changes": {"started": [n for n in self.nodes]}}
-            specs = expand_nodes(
-                argv, pidfile=str(self.run_dir / "%n.pid"), logfile=str(self.log_dir / "%n%I.log")
-            )
-            return {"ok": True, "changes": self.apply_table(specs)}
-        if cmd == "restart":
-            names = [node.spec.name for node in self.select(request.get("nodes"))]
-            for node in self.select(names):
-                node.crashes.clear()
-            self.rolling.extend(name for name in names if name not in self.rolling)
-            return {"ok": True, "nodes": names}
-        if cmd == "down":
-            timeout_s = float(request.get("timeout") or self.policy.stop_timeout_s)
-            nodes = self.select(request.get("nodes"))
-            for node in nodes:
-                node.request_stop(timeout_s)
-            self.save_state()
-            return {"ok": True, "nodes": [node.spec.name for node in nodes]}
-        if cmd == "kill":
-            nodes = self.select(request.get("nodes"))
-            for node in nodes:
-                node.stop_requested = True
-                node.kill()
-            return {"ok": True, "nodes": [node.spec.name for node in nodes]}
-        if cmd == "stop":
-            self.inbox.put(("stop", {"keep_nodes": bool(request.get("keep_nodes"))}))
-            return {"ok": True, "pid": os.getpid()}
-        raise ValueError(f"unknown command {cmd!r}: use ping, ps, up, restart, down, kill or stop")
