@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tq.errors import ConfigError
+from tq.supervisor.multiwords import pop_flags, pop_signal
 from tq.supervisor.nodes import (
     DEFAULT_LOGFILE,
     DEFAULT_PIDFILE,
@@ -17,8 +18,6 @@ from tq.supervisor.nodes import (
     expand_nodes,
     expand_template,
     global_words,
-    pop_flags,
-    pop_signal,
     split_global_options,
 )
 

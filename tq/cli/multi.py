@@ -32,14 +32,13 @@ import psutil
 from .. import __version__
 from ..errors import ConfigError
 from ..nodenames import node_format
+from ..supervisor.multiwords import pop_flags, pop_signal
 from ..supervisor.nodes import (
     NodeSpec,
     app_of,
     expand_nodes,
     expand_template,
     global_words,
-    pop_flags,
-    pop_signal,
 )
 from ..worker.pidfile import Pidfile
 

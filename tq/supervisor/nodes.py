@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -59,7 +58,6 @@ _UNSUPPORTED_KEYS = frozenset({"--cmd", "--append", "--executable", "--loader", 
 #: The spellings of "no host part" for --suffix (Celery wants the quoted one).
 _EMPTY_SUFFIXES = ("", '""', "''")
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
-_SIGNAL_WORD = re.compile(r"^-(\d+|(?:SIG)?[A-Z][A-Z0-9]+)$")
 
 
 @dataclass(frozen=True)
@@ -160,38 +158,6 @@ def expand_nodes(
 def expand_template(template: str, node: NodeSpec) -> str:
     """Expand multi's placeholders for one node: %h/%p full name, %n/%N short name, %d host."""
     return _expand(template, node.name, for_worker=False)
-
-
-def pop_signal(argv: Sequence[str]) -> tuple[list[str], int | None]:
-    """Take `-KILL`, `-SIGINT`, `-9` ... out of a stop command line: (the rest, last signal)."""
-    rest: list[str] = []
-    signum = None
-    for position, word in enumerate(argv):
-        if word == "--":
-            rest.extend(argv[position:])
-            break
-        number = _signal_number(word)
-        if number is None:
-            rest.append(word)
-        else:
-            signum = number
-    return rest, signum
-
-
-def pop_flags(argv: Sequence[str], flags: Iterable[str]) -> tuple[list[str], set[str]]:
-    """Take multi's own flags (`--verbose`, `-q` ...) out of a command line, up to `--`."""
-    wanted = set(flags)
-    rest: list[str] = []
-    found: set[str] = set()
-    for position, word in enumerate(argv):
-        if word == "--":
-            rest.extend(argv[position:])
-            break
-        if word in wanted:
-            found.add(word)
-        else:
-            rest.append(word)
-    return rest, found
 
 
 def app_of(global_args: Sequence[str]) -> str | None:
@@ -403,17 +369,3 @@ def _expand(template: str, nodename: str, *, for_worker: bool) -> str:
             out.append(template[position])
             position += 1
     return "".join(out)
-
-
-def _signal_number(word: str) -> int | None:
-    match = _SIGNAL_WORD.match(word)
-    if match is None:
-        return None
-    text = match[1]
-    if text.isdigit():
-        number = int(text)
-        return number if number in signal.valid_signals() else None
-    try:
-        return int(signal.Signals[text if text.startswith("SIG") else "SIG" + text])
-    except KeyError:
-        return None
