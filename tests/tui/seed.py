@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tq.cli.events import EVENT_COLOURS, format_event
 from tq.tui.app import ConsoleApp
 from tq.tui.feed import EventFeed
 
-#: Seed events happen at this fixed time (long past: rates are 0 and workers offline).
+#: Seed events happen at this fixed time; the seeded console's clock stands at NOW.
 T0 = 1_700_000_000.0
+NOW = T0 + 6.0
 BOOM_TRACEBACK = (
     'Traceback (most recent call last):\n  File "tasks.py", line 48, in boom\n'
     "    raise ValueError('bad', 42)\nValueError: ('bad', 42)"
@@ -57,8 +59,26 @@ def seed_events() -> list[dict[str, Any]]:
         task_event("task-started", slow, 4),
         task_event("task-started", mul, 5),
         task_event("task-succeeded", mul, 5.5, result="12", runtime=0.0013),
+        {
+            "type": "worker-heartbeat",
+            "hostname": "w1@host",
+            "timestamp": T0 + 5,
+            "freq": 2.0,
+            "active": 1,
+            "processed": 5,
+            "loadavg": [0.1, 0.2, 0.3],
+        },
     ]
     return events
+
+
+def seed_history(app: ConsoleApp) -> None:
+    """Five minutes of made-up header samples, so the sparklines have a shape."""
+    history = app.history
+    history.extend("succeeded", (60 + 45 * math.sin(i / 40) for i in range(300)))
+    history.extend("failed", (9.0 if 200 <= i < 215 else 0.4 for i in range(300)))
+    history.extend("active", (4 + 4 * math.sin(i / 25) ** 2 for i in range(300)))
+    history.extend("queued", (max(0.0, 180 - 0.7 * i) for i in range(300)))
 
 
 def seeded_feed() -> EventFeed:
@@ -70,5 +90,7 @@ def seeded_feed() -> EventFeed:
 
 
 def seeded_app() -> ConsoleApp:
-    """A console over the seed data, with no broker and no supervisor."""
-    return ConsoleApp(seeded_feed(), event_colours=EVENT_COLOURS)
+    """A console over the seed data, with no broker and no supervisor, its clock stopped."""
+    app = ConsoleApp(seeded_feed(), event_colours=EVENT_COLOURS, clock=lambda: NOW)
+    seed_history(app)
+    return app

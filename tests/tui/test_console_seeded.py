@@ -12,7 +12,7 @@ from tq.tui.screens.task_detail import TaskDetailScreen
 from tq.tui.widgets.node_table import NodeTable
 from tq.tui.widgets.task_table import TaskTable
 
-from .seed import BOOM_TRACEBACK, seeded_app, task_event
+from .seed import BOOM_TRACEBACK, NOW, seeded_app, task_event
 
 
 def run(scenario) -> None:
@@ -135,7 +135,10 @@ def test_nodes_view_shows_workers_and_says_why_restart_is_disabled() -> None:
             assert nodes.row_count == 1
             row = nodes.get_row_at(0)
             assert str(row[0]) == "w1@host"
-            assert str(row[1]) == "offline"  # the seed's heartbeat is long past
+            assert str(row[1]) == "online"  # the seeded clock stands one second after a beat
+            app.clock = lambda: NOW + 60  # no heartbeat for a minute: shown offline
+            await pilot.pause(1.5)
+            assert str(nodes.get_row_at(0)[1]) == "offline"
             assert app.check_action("restart_node", ()) is None
             hint = str(app.query_one("#node-hint").render())
             assert "restart disabled" in hint

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,11 +18,12 @@ from textual.widgets import Footer, Input, RichLog, Static, TabbedContent, TabPa
 from textual.worker import get_current_worker
 
 from .feed import MAX_EVENT_LINES, EventFeed, consume_events
+from .history import SAMPLE_INTERVAL_S, MetricHistory, Totals
 from .operations import ConsoleOperations, SupervisorView
 from .screens.confirm import ConfirmScreen
 from .screens.task_detail import TaskDetailScreen
+from .widgets.header import ConsoleHeader, status_text
 from .widgets.node_table import NodeTable, join_nodes
-from .widgets.status_bar import StatusBar, status_text
 from .widgets.task_table import TaskTable, first_seen
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class ConsoleApp(App[None]):
         run_dir: Path | None = None,
         view: str = "tasks",
         event_colours: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
         self.feed = feed
@@ -76,12 +78,15 @@ class ConsoleApp(App[None]):
         self.supervisor_view = SupervisorView(reason="asking the supervisor...")
         self.initial_view = view
         self.event_colours = event_colours or {}
+        #: Wall time for ages and samples (tests and replays set their own).
+        self.clock = clock
+        self.history = MetricHistory()
         self.refresh_count = 0
         self._supervisor_changed = True
         self._nodes_shown_at = 0.0
 
     def compose(self) -> ComposeResult:
-        yield StatusBar(id="status")
+        yield ConsoleHeader(id="header")
         with TabbedContent(initial=self.initial_view, id="views"):
             with TabPane("Tasks", id="tasks"):
                 yield TaskTable(id="task-table")
@@ -99,7 +104,9 @@ class ConsoleApp(App[None]):
         self._write_lines(lines)
         self._refresh_nodes()
         self._show_status()
+        self.sample_history()
         self.set_interval(REFRESH_INTERVAL_S, self.refresh_views)
+        self.set_interval(SAMPLE_INTERVAL_S, self.sample_history)
         self.set_interval(SUPERVISOR_POLL_S, self.poll_supervisor)
         self.poll_supervisor()
         if self.tq_app is not None:
@@ -159,17 +166,40 @@ class ConsoleApp(App[None]):
             self._write_lines(changes.event_lines)
 
     def _show_status(self) -> None:
+        now = self.clock()
         with self.feed.lock:
+            state = self.feed.state
             text = status_text(
-                self.feed.state, connected=self.feed.connected, live=self.tq_app is not None
+                workers_up=len(state.alive_workers(now)),
+                workers_known=len(state.workers),
+                tasks=len(state.tasks),
+                connected=self.feed.connected,
+                live=self.tq_app is not None,
             )
-        self.query_one(StatusBar).show(text)
+        self.query_one(ConsoleHeader).show_status(text)
+
+    def sample_history(self) -> None:
+        """Read the counters once a second and redraw the header's figures and sparklines."""
+        now = self.clock()
+        with self.feed.lock:
+            counts = self.feed.counts
+            totals = Totals(
+                succeeded=counts["task-succeeded"],
+                failed=counts["task-failed"],
+                active=sum(worker.active for worker in self.feed.state.alive_workers(now)),
+                queued=None,
+            )
+        self.history.sample(now, totals)
+        try:
+            self.query_one(ConsoleHeader).show_history(self.history)
+        except NoMatches:
+            pass  # the app is tearing its widgets down
 
     def _refresh_nodes(self) -> None:
         with self.feed.lock:
             workers = {name: copy.copy(w) for name, w in self.feed.state.workers.items()}
         view = self.supervisor_view
-        self.query_one(NodeTable).sync(join_nodes(workers, view.nodes))
+        self.query_one(NodeTable).sync(join_nodes(workers, view.nodes), now=self.clock())
         hint = (
             "r: restart the selected node" if view.available else f"restart disabled: {view.reason}"
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,8 @@ class FeedChanges:
     task_ids: set[str] = field(default_factory=set)
     workers_changed: bool = False
     event_lines: list[tuple[str, str]] = field(default_factory=list)
+    #: time.monotonic() when the first of these changes was folded (None when there are none).
+    since: float | None = None
 
     def __bool__(self) -> bool:
         return bool(self.task_ids or self.workers_changed or self.event_lines)
@@ -49,12 +51,17 @@ class EventFeed:
         #: None until the consumer's first connection attempt ends.
         self.connected: bool | None = None
         self.lines: deque[tuple[str, str]] = deque(maxlen=MAX_EVENT_LINES)
+        #: Events folded so far, by type (the header samples these once a second).
+        self.counts: Counter[str] = Counter()
         self._changes = FeedChanges()
 
     def fold(self, event: dict[str, Any]) -> None:
         """Fold one event (any thread) and remember what it changed."""
         with self.lock:
             changed = self.state.fold(event)
+            self.counts[str(event.get("type"))] += 1
+            if self._changes.since is None:
+                self._changes.since = time.monotonic()
             if isinstance(changed, TaskState):
                 self._changes.task_ids.add(changed.uuid)
             elif isinstance(changed, WorkerState):
