@@ -8,10 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from kombu import Connection, Exchange, Producer, Queue
 from kombu.exceptions import OperationalError
+from kombu.serialization import dumps
 
 from . import topology
+from .config import mask_url
 from .errors import BrokerUnavailable, ConfigError
 from .protocol import TaskMessage
+from .signing import SigningPolicy, signed_headers, signing_policy
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -47,24 +50,13 @@ def make_connection(conf: Settings, url: str | None = None) -> Connection:
         raise ConfigError(f"cannot use broker URL {mask_url(url)!r}: {exc}") from None
 
 
-def mask_url(url: str) -> str:
-    """Return the URL with its password replaced by **."""
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    credentials, _, location = rest.rpartition("@")
-    if ":" in credentials:
-        user = credentials.split(":", 1)[0]
-        credentials = f"{user}:**"
-    return f"{scheme}://{credentials}@{location}"
-
-
 class Publisher:
     """Publishes task messages; one connection and producer per thread and process."""
 
     def __init__(self, conf: Settings) -> None:
         self.conf = conf
         self._local = threading.local()
+        self._signing: SigningPolicy | None = None
 
     def _producer(self) -> tuple[Producer, set[str]]:
         local = self._local
@@ -109,14 +101,15 @@ class Publisher:
         expiration_ms = properties.pop("expiration", None)
         if before_publish is not None:
             before_publish(producer)
+        body, headers, encoding = self._encode(message)
         try:
             producer.publish(
-                list(message.body),
+                body,
                 exchange=exchange_name,
                 routing_key=key,
-                headers=message.headers,
+                headers=headers,
                 declare=declare,
-                serializer=conf.task_serializer,
+                **encoding,
                 compression=conf.task_compression,
                 delivery_mode=conf.task_default_delivery_mode,
                 expiration=int(expiration_ms) / 1000.0 if expiration_ms is not None else None,
@@ -130,6 +123,27 @@ class Publisher:
                 f"cannot publish to broker {mask_url(producer.connection.as_uri())}: {exc}"
             ) from exc
         declared.add(queue.name)
+
+    def _encode(self, message: TaskMessage) -> tuple[Any, dict[str, Any], dict[str, str]]:
+        """The body, headers and encoding options to publish: serialised here to sign it."""
+        if self._signing is None:
+            self._signing = signing_policy(self.conf)
+        serializer = self.conf.task_serializer
+        if not self._signing.enabled:
+            return list(message.body), message.headers, {"serializer": serializer}
+        content_type, content_encoding, payload = dumps(list(message.body), serializer=serializer)
+        headers = signed_headers(
+            self._signing,
+            message.headers,
+            body=payload,
+            content_type=content_type,
+            content_encoding=content_encoding,
+        )
+        return (
+            payload,
+            headers,
+            {"content_type": content_type, "content_encoding": content_encoding},
+        )
 
     def close(self) -> None:
         """Close the calling thread's connection."""

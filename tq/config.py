@@ -83,7 +83,7 @@ DEFAULTS: dict[str, Setting] = {
     "worker_log_format": Setting("[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"),
     "worker_hijack_root_logger": Setting(True),
     "worker_disable_remote_control": Setting(False),
-    "worker_allow_destructive_control": Setting(True),
+    "worker_allow_destructive_control": Setting(True, env="TQ_WORKER_ALLOW_DESTRUCTIVE_CONTROL"),
     "worker_heartbeat_interval": Setting(2.0),
     # time
     "timezone": Setting(None, env="TQ_TIMEZONE"),
@@ -94,7 +94,14 @@ DEFAULTS: dict[str, Setting] = {
     "control_exchange": Setting("celery"),
     # embedded store
     "data_dir": Setting(".tq", env="TQ_DATA_DIR"),
+    # security ("" = no key: a str default keeps a digits-only key from becoming an int)
+    "message_signing_key": Setting("", env="TQ_MESSAGE_SIGNING_KEY"),
+    "message_signing_accept_unsigned": Setting(False, env="TQ_MESSAGE_SIGNING_ACCEPT_UNSIGNED"),
+    "worker_max_message_bytes": Setting(64 << 20, env="TQ_WORKER_MAX_MESSAGE_BYTES"),
 }
+
+#: Words that make a setting (or a key inside a setting's dict) a secret, shown as "**".
+SECRET_WORDS = ("password", "passwd", "secret", "token", "signing_key")
 
 #: Old or Celery-style upper-case names accepted by config_from_object.
 _UPPER_ALIASES = {
@@ -103,6 +110,31 @@ _UPPER_ALIASES = {
     "CELERY_TASK_SERIALIZER": "task_serializer",
     "CELERY_ACCEPT_CONTENT": "accept_content",
 }
+
+
+def mask_url(url: str) -> str:
+    """Return the URL with its password replaced by **."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, _, location = rest.rpartition("@")
+    if ":" in credentials:
+        user = credentials.split(":", 1)[0]
+        credentials = f"{user}:**"
+    return f"{scheme}://{credentials}@{location}"
+
+
+def mask_secrets(value: Any, name: str = "") -> Any:
+    """Return a setting's value as it may be shown: secrets as **, URL passwords masked."""
+    if any(word in name.lower() for word in SECRET_WORDS) and value is not None and value != "":
+        return "**"
+    if isinstance(value, str):
+        return mask_url(value) if "://" in value else value
+    if isinstance(value, Mapping):
+        return {key: mask_secrets(item, str(key)) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_secrets(item, name) for item in value]
+    return value
 
 
 def coerce_seconds(value: Any, name: str) -> float | None:

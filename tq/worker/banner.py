@@ -6,7 +6,8 @@ import platform
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ..broker import mask_url
+from ..config import mask_url
+from ..signing import signing_policy
 from ..topology import describe_queue
 
 if TYPE_CHECKING:
@@ -26,6 +27,10 @@ def render_banner(worker: Worker, *, version: str, show_tasks: bool) -> str:
         f".> concurrency: {_concurrency(options)} ({options.pool})",
         f".> task events: {events}",
     ]
+    signing = signing_policy(app.conf)
+    if signing.enabled:
+        unsigned = "run" if signing.accept_unsigned else "refused"
+        config.append(f".> signing:     HMAC-SHA256 (unsigned messages {unsigned})")
     art = [
         " -------------- ",
         "--- ***** ----- ",

@@ -23,7 +23,7 @@ from .executor import execute
 from .heartbeat import WorkerEvents
 from .logs import reopen_log_files
 from .pool import Child, PreforkPool, make_pool
-from .request import Held, receive, received_event_fields
+from .request import Held, check_receive_config, receive, received_event_fields
 from .shutdown import ShutdownSignals
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ class Worker:
         self.exit_code = 0
         self.queues = self._select_queues()
         self.accept = list(app.conf.accept_content)
+        check_receive_config(app)  # a bad signing key stops the worker before it consumes
         self.reserved: deque[Held] = deque()
         self.eta_held: set[Held] = set()
         self.active: dict[int, Held] = {}

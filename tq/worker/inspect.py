@@ -11,14 +11,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..broker import mask_url
+from ..config import mask_secrets, mask_url
 from .control import handler, ok
 
 if TYPE_CHECKING:
     from .consumer import Worker
     from .request import Held
-
-_SECRET_SETTINGS = ("broker_url", "result_backend")
 
 
 def request_info(worker: Worker, held: Held, *, safe: bool = False) -> dict[str, Any]:
@@ -209,10 +207,7 @@ def conf(worker: Worker, with_defaults: bool = False, **_kw: Any) -> dict[str, A
     keys = list(settings) if with_defaults else list(settings.changes())
     out = {}
     for key in sorted(keys):
-        value = settings[key]
-        if key in _SECRET_SETTINGS and isinstance(value, str):
-            value = mask_url(value)
-        out[key] = _jsonable(value)
+        out[key] = _jsonable(mask_secrets(settings[key], key))
     return out
 
 

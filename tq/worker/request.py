@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidTaskError
-from ..protocol import TaskRequest, parse_task_message
+from ..protocol import TaskRequest, parse_task_message, saferepr
+from ..signing import refusal_reason, signing_policy
 
 if TYPE_CHECKING:
     from ..app import App
@@ -57,36 +58,79 @@ class Held:
             logger.warning("could not reject %s[%s]: %r", self.request.name, self.request.id, exc)
 
 
+def check_receive_config(app: App) -> None:
+    """Refuse, before consuming, settings that receive() would trip over (a short signing key)."""
+    signing_policy(app.conf)
+
+
+def _refuse(message: Any, level: int, text: str, *args: Any) -> None:
+    """Log one line about a message that will not run, then drop it (or dead-letter it)."""
+    logger.log(level, text, *args)
+    message.reject(requeue=False)
+
+
+def _label(headers: Any) -> str:
+    """name[id] of a message as its headers claim them, safe to log (quoted, bounded)."""
+    if not isinstance(headers, dict):
+        return "a message without headers"
+    return f"{saferepr(headers.get('task'), 120)}[{saferepr(headers.get('id'), 120)}]"
+
+
 def receive(
     app: App, message: Any, time_limit: float | None, soft_time_limit: float | None
 ) -> Held | None:
-    """Parse a task message into a Held request; reject what cannot run, with one log line."""
+    """Parse a task message into a Held request; refuse what must not run, with one log line."""
+    conf = app.conf
+    limit = conf.worker_max_message_bytes
+    size = len(message.body or b"")
+    if limit and size > limit:
+        _refuse(
+            message,
+            logging.ERROR,
+            "Rejected task %s: the message is %d bytes, over worker_max_message_bytes (%d)",
+            _label(message.headers),
+            size,
+            limit,
+        )
+        return None
+    reason = refusal_reason(
+        signing_policy(conf),
+        headers=message.headers,
+        body=message.body,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+    )
+    if reason is not None:
+        _refuse(message, logging.WARNING, "Refused task %s: %s", _label(message.headers), reason)
+        return None
     try:
         request = parse_task_message(
             message.headers, message.decode(), message.properties, message.delivery_info
         )
     except InvalidTaskError as exc:
-        logger.error("Rejected an invalid task message: %s", exc)
-        message.reject(requeue=False)
+        _refuse(message, logging.ERROR, "Rejected an invalid task message: %s", exc)
         return None
     except Exception as exc:  # ContentDisallowed, DecodeError: anything a peer could send
-        logger.error(
-            "Rejected a message that cannot be decoded (content type %r): %s",
+        _refuse(
+            message,
+            logging.ERROR,
+            "Rejected task %s: the message cannot be decoded (content type %r): %s",
+            _label(message.headers),
             message.content_type,
-            exc,
+            saferepr(str(exc), 300),
         )
-        message.reject(requeue=False)
         return None
     task = app.tasks.get(request.name)
     if task is None:
-        logger.error(
-            "Received unregistered task of type %r: rejected. The task is not in this "
-            "worker's app; import its module via include=[...]",
+        _refuse(
+            message,
+            logging.ERROR,
+            "Received unregistered task of type %r (id %r): rejected. The task is not in "
+            "this worker's app; import its module via include=[...]",
             request.name,
+            request.id,
         )
-        message.reject(requeue=False)
         return None
-    conf = app.conf
     return Held(
         request=request,
         message=message,
