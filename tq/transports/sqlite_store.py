@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from uuid import uuid4
 
 from ..errors import DataDirError
 
@@ -82,11 +83,10 @@ INSERT INTO messages (queue, priority, seq, payload, expires_at) VALUES (?1, ?2,
     json_set(?3, '$.properties.delivery_info.redelivered', json('true')), ?4)
 """
 
-_TAKE_HEAD = """
-DELETE FROM messages WHERE id = (
-    SELECT id FROM messages WHERE queue = ?1 AND (expires_at IS NULL OR expires_at > ?2)
-    ORDER BY priority DESC, seq LIMIT 1
-) RETURNING priority, payload, expires_at
+_HEADS = """
+SELECT id, priority, payload, expires_at FROM messages
+WHERE queue = ?1 AND (expires_at IS NULL OR expires_at > ?2)
+ORDER BY priority DESC, seq LIMIT ?3
 """
 
 #: (pid, process create time) of the process holding an unacked message.
@@ -159,6 +159,8 @@ class BrokerStore:
         self._connection: sqlite3.Connection | None = None
         self._connection_pid = 0
         self._synchronous = ""
+        # Acks the hub loop gave us; written by the next transaction (see defer_ack).
+        self._deferred_acks: list[str] = []
         self._db()
 
     def _db(self) -> sqlite3.Connection:
@@ -179,24 +181,35 @@ class BrokerStore:
                 db.execute(f"PRAGMA synchronous={synchronous}")
                 self._synchronous = synchronous
             db.execute("BEGIN IMMEDIATE")
+            acks = len(self._deferred_acks)
             try:
+                if acks:
+                    db.executemany(
+                        "DELETE FROM unacked WHERE tag = ?",
+                        [(tag,) for tag in self._deferred_acks[:acks]],
+                    )
                 yield db
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
+            del self._deferred_acks[:acks]
 
     def _read(self, sql: str, parameters: Sequence[object] = ()) -> list[tuple]:
         with self._lock:
             return self._db().execute(sql, parameters).fetchall()
 
     def close(self) -> None:
-        """Close this process's connection (a later call reopens it)."""
+        """Write deferred acks, then close this process's connection (a later call reopens it)."""
         with self._lock:
             if self._connection is not None and self._connection_pid == os.getpid():
-                self._connection.close()
+                try:
+                    self.flush_acks()
+                finally:
+                    self._connection.close()
             self._connection = None
+            self._deferred_acks.clear()
 
     # -- messages ------------------------------------------------------------------------
 
@@ -221,27 +234,54 @@ class BrokerStore:
                 deadline = min((d for d in deadlines if d is not None), default=None)
                 db.execute(_INSERT_AT_TAIL, (queue, priority, payload, deadline))
 
-    def claim(self, queue: str, *, tag: str | None, holder: Holder, now: float) -> str | None:
-        """Take the head message of queue; keep it as unacked under tag unless tag is None."""
+    def claim(
+        self, queue: str, *, count: int, keep_unacked: bool, holder: Holder, now: float
+    ) -> list[tuple[str | None, str]]:
+        """Take up to count head messages of queue as (tag, payload), first first.
+
+        With keep_unacked each is kept in the unacked table under a fresh tag until acked;
+        otherwise it is gone once taken (tag None).
+        """
         # A read needs no write lock, so idle pollers do not queue behind producers.
         if not self._read("SELECT 1 FROM messages WHERE queue = ? LIMIT 1", (queue,)):
-            return None
+            return []
         with self._transaction() as db:
-            rows = db.execute(_TAKE_HEAD, (queue, now)).fetchall()
+            rows = db.execute(_HEADS, (queue, now, count)).fetchall()
             if not rows:
-                return None
-            priority, payload, expires_at = rows[0]
-            if tag is not None:
-                db.execute(
-                    "INSERT INTO unacked VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (tag, queue, priority, payload, expires_at, holder[0], holder[1], now),
-                )
-        return payload
+                return []
+            db.executemany("DELETE FROM messages WHERE id = ?", [(row[0],) for row in rows])
+            if not keep_unacked:
+                return [(None, row[2]) for row in rows]
+            # A fresh tag per delivery: fanout copies share the publish-time tag.
+            tags = [uuid4().hex for _ in rows]
+            # Restores order by delivered_at: a microsecond apart keeps the batch's order.
+            db.executemany(
+                "INSERT INTO unacked VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (tag, queue, priority, payload, expires_at, *holder, now + index * 1e-6)
+                    for index, (tag, (_id, priority, payload, expires_at)) in enumerate(
+                        zip(tags, rows, strict=True)
+                    )
+                ],
+            )
+        return [(tag, row[2]) for tag, row in zip(tags, rows, strict=True)]
 
     def ack(self, tags: Sequence[str]) -> None:
         """Forget unacked messages for good."""
         with self._transaction() as db:
             db.executemany("DELETE FROM unacked WHERE tag = ?", [(tag,) for tag in tags])
+
+    def defer_ack(self, tag: str) -> None:
+        """Ack tag with the next transaction; the caller promises one soon (flush_acks)."""
+        with self._lock:
+            self._deferred_acks.append(tag)
+
+    def flush_acks(self) -> None:
+        """Write the deferred acks now, if there are any."""
+        with self._lock:
+            if self._deferred_acks:
+                with self._transaction():
+                    pass  # _transaction writes them
 
     def restore(self, tags: Sequence[str]) -> int:
         """Put unacked messages back at the head of their queues, first tag first."""

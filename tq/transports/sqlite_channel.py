@@ -1,0 +1,337 @@
+"""The embedded broker's kombu channel: queues, bindings and unacked messages kept in the store.
+
+Claims and acks are what a consumer pays per message, so both are batched: a consumer claims
+several messages in one transaction once half of its prefetch window is free (the extra ones
+wait in the channel, already unacked under this process, so a crash still gives them back),
+and under a hub loop an ack is written by the loop's next transaction instead of one of its
+own (HubPoller runs that transaction before the loop sleeps again).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from queue import Empty
+from typing import TYPE_CHECKING, Any
+
+from kombu.exceptions import ChannelError
+from kombu.transport import virtual
+from kombu.transport.base import to_rabbitmq_queue_arguments
+from kombu.utils.json import dumps, loads
+
+from .sqlite_store import BrokerStore
+
+if TYPE_CHECKING:
+    from .sqlite import Transport
+
+#: Most messages one claim transaction takes for a consumer without a prefetch limit.
+CLAIM_BATCH_MAX = 16
+#: AMQP delivery_mode of a message the broker need not keep across a power loss.
+TRANSIENT_DELIVERY_MODE = 1
+
+
+class QoS(virtual.QoS):
+    """Prefetch accounting plus acks, rejects and restores written to the unacked table."""
+
+    channel: Channel
+    _delivered: Any  # kombu declares it None at class level; an OrderedDict per instance
+
+    def ack(self, delivery_tag: str) -> None:
+        """Delete the acked message for good (now, or with the hub loop's next transaction)."""
+        transport = self.channel.connection
+        if transport is None or not transport.defer_ack(delivery_tag):
+            self.channel.store.ack([delivery_tag])
+        super().ack(delivery_tag)
+        self.channel.on_capacity_freed()
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        """Drop the message, or put it back at the head of its queue if requeue."""
+        if requeue:
+            self.channel.store.restore([delivery_tag])
+        else:
+            self.channel.store.ack([delivery_tag])
+        self._quick_ack(delivery_tag)
+        self.channel.on_capacity_freed()
+
+    def restore_unacked(self) -> list[tuple[BaseException, Any]]:
+        """Put every message this channel holds (delivered or claimed) back at its queue's head."""
+        self._flush()
+        held = list(self._delivered.items())
+        self._delivered.clear()
+        tags = [tag for tag, _message in held] + self.channel.take_claimed_tags()
+        if not tags:
+            return []
+        try:
+            self.channel.store.restore(tags)
+        except Exception as exc:
+            return [(exc, message) for _tag, message in held]
+        return []
+
+    def restore_visible(self, *args: Any, **kwargs: Any) -> None:
+        """Restore messages of dead holders and past the visibility timeout."""
+        transport = self.channel.connection
+        if transport is not None:
+            transport.restore_orphans()
+
+
+class Channel(virtual.Channel):
+    """A virtual channel whose queues, unacked messages and bindings live in the store."""
+
+    QoS = QoS
+    supports_fanout = True
+    connection: Transport
+
+    def __init__(self, connection: Transport, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)
+        # no_ack consumers must not leave rows in the unacked table that nobody will ack.
+        self._no_ack_queues: set[str] = set()
+        # Claimed in a batch, not yet handed to the consumer: payloads per queue.
+        self._claimed: dict[str, deque[dict]] = {}
+
+    @property
+    def store(self) -> BrokerStore:
+        """The transport's store (one SQLite connection per kombu Connection)."""
+        return self.connection.store
+
+    def on_capacity_freed(self) -> None:
+        """Tell the hub poller a prefetch slot may be free again."""
+        if self.connection is not None:
+            self.connection.on_capacity_freed()
+
+    def prepare_queue_arguments(self, arguments: dict, **kwargs: Any) -> dict:
+        """Turn kombu's Queue(message_ttl=..., expires=...) into x-arguments, as for AMQP."""
+        return to_rabbitmq_queue_arguments(arguments, **kwargs)
+
+    # -- batched claims ----------------------------------------------------------------------
+
+    def claim_count(self) -> int:
+        """How many messages to claim now: none until half the prefetch window is free."""
+        prefetch = self.qos.prefetch_count
+        if not prefetch:
+            return CLAIM_BATCH_MAX
+        held = len(self.qos._delivered) - len(self.qos._dirty)
+        free = prefetch - held - sum(len(claimed) for claimed in self._claimed.values())
+        # Waiting for half the window trades nothing while half of it is still queued here,
+        # and divides the claim transactions by half the window.
+        return free if free >= max(1, prefetch // 2) else 0
+
+    def waits_for_window(self) -> bool:
+        """Return whether this channel consumes but will not claim until an ack frees room."""
+        if not self._consumers:
+            return False
+        if not self.qos.can_consume():
+            return True
+        return not any(self._claimed.values()) and self.claim_count() == 0
+
+    def take_claimed_tags(self) -> list[str]:
+        """Forget the claimed, undelivered messages; return their tags (to restore them)."""
+        tags = [
+            payload["properties"]["delivery_tag"]
+            for claimed in self._claimed.values()
+            for payload in claimed
+            if "delivery_tag" in payload["properties"]
+        ]
+        self._claimed.clear()
+        return tags
+
+    def _claim(self, queue: str, *, count: int, no_ack: bool) -> list[dict]:
+        rows = self.store.claim(
+            queue,
+            count=count,
+            keep_unacked=not no_ack,
+            holder=self.connection.holder,
+            now=time.time(),
+        )
+        payloads = []
+        for tag, text in rows:
+            payload = loads(text)
+            if tag is not None:
+                payload["properties"]["delivery_tag"] = tag
+            payloads.append(payload)
+        return payloads
+
+    # -- queue hooks of kombu's virtual channel ------------------------------------------
+
+    def _new_queue(self, queue: str, arguments: dict | None = None, **kwargs: Any) -> None:
+        # x-message-ttl (ms) is kept; x-expires and auto_delete are accepted and ignored.
+        ttl_ms = (arguments or {}).get("x-message-ttl")
+        self.store.declare_queue(queue, message_ttl_s=None if ttl_ms is None else ttl_ms / 1000)
+
+    def _has_queue(self, queue: str, **kwargs: Any) -> bool:
+        return self.store.has_queue(queue)
+
+    def _size(self, queue: str) -> int:
+        return self.store.size(queue)
+
+    def _purge(self, queue: str) -> int:
+        return self.store.purge(queue)
+
+    def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
+        self._claimed.pop(queue, None)
+        self.store.delete_queue(queue)
+
+    def _put(self, queue: str, message: dict, **kwargs: Any) -> None:
+        self._put_many([queue], message)
+
+    def _put_fanout(self, exchange: str, message: dict, routing_key: str, **kwargs: Any) -> None:
+        self._put_many(self._lookup(exchange, routing_key), message)
+
+    def _put_many(self, queues: Any, message: dict) -> None:
+        queues = [queue for queue in queues if queue]
+        if not queues:
+            return  # unroutable: dropped, as an AMQP broker drops it
+        properties = message["properties"]
+        durable = properties.get("delivery_mode") != TRANSIENT_DELIVERY_MODE
+        now = time.time()
+        # AMQP's per-message expiration: milliseconds, as a string.
+        expiration_ms = properties.get("expiration")
+        expires_at = None if expiration_ms is None else now + float(expiration_ms) / 1000
+        self.store.put(
+            queues,
+            self._get_message_priority(message),
+            dumps(message),
+            durable=durable,
+            now=now,
+            expires_at=expires_at,
+        )
+
+    def _get(self, queue: str, timeout: float | None = None) -> dict:
+        claimed = self._claimed.get(queue)
+        if claimed:
+            return claimed.popleft()
+        no_ack = queue in self._no_ack_queues
+        count = 1 if no_ack else self.claim_count()
+        payloads = self._claim(queue, count=count, no_ack=no_ack) if count else []
+        if not payloads:
+            raise Empty()
+        if len(payloads) > 1:
+            self._claimed[queue] = deque(payloads[1:])
+        return payloads[0]
+
+    # -- AMQP methods whose state must be shared between processes -----------------------
+
+    def basic_publish(self, message: dict, exchange: str, routing_key: str, **kwargs: Any) -> None:
+        """Publish to every queue the exchange routes to, in one transaction."""
+        self._inplace_augment_message(message, exchange, routing_key)
+        self._put_many(self._lookup(exchange, routing_key), message)
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        """Consume from queue, remembering whether its messages need acks."""
+        if no_ack:
+            self._no_ack_queues.add(queue)
+        else:
+            self._no_ack_queues.discard(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def basic_cancel(self, consumer_tag: str) -> None:
+        """Stop a consumer; messages claimed for it and not yet delivered go back."""
+        queue = self._tag_to_queue.get(consumer_tag)
+        super().basic_cancel(consumer_tag)
+        self._no_ack_queues &= set(self._tag_to_queue.values())
+        if queue is not None and queue not in self._tag_to_queue.values():
+            claimed = self._claimed.pop(queue, None) or ()
+            tags = [payload["properties"]["delivery_tag"] for payload in claimed]
+            if tags:
+                self.store.restore(tags)
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        """Return the head message of queue, or None if it is empty."""
+        payloads = self._claim(queue, count=1, no_ack=no_ack)
+        if not payloads:
+            return None
+        message = self.Message(payloads[0], channel=self)
+        if not no_ack:
+            self.qos.append(message, message.delivery_tag)
+        return message
+
+    def exchange_declare(
+        self,
+        exchange: str | None = None,
+        type: str = "direct",
+        durable: bool = False,
+        auto_delete: bool = False,
+        arguments: dict | None = None,
+        nowait: bool = False,
+        passive: bool = False,
+    ) -> None:
+        """Declare an exchange in the store; refuse a second declaration of another type."""
+        type = type or "direct"
+        exchange = exchange or f"amq.{type}"
+        if passive:
+            if self.store.exchange_type(exchange) is None:
+                raise ChannelError(
+                    f"NOT_FOUND - no exchange {exchange!r} in {self.store.path}",
+                    (50, 10),
+                    "Channel.exchange_declare",
+                    "404",
+                )
+            return
+        stored = self.store.declare_exchange(exchange, type)
+        if stored != type:
+            raise virtual.NotEquivalentError(
+                f"exchange {exchange!r} is declared as {stored!r} in {self.store.path}, "
+                f"not {type!r}: delete it (channel.exchange_delete) or use another name"
+            )
+
+    def exchange_delete(self, exchange: str, if_unused: bool = False, nowait: bool = False) -> None:
+        """Delete an exchange and its bindings (bound queues are kept, as in AMQP)."""
+        self.store.delete_exchange(exchange)
+
+    def queue_bind(
+        self,
+        queue: str,
+        exchange: str | None = None,
+        routing_key: str = "",
+        arguments: dict | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Bind queue to exchange in the store, where every process sees it."""
+        exchange = exchange or "amq.direct"
+        exchange_type = self.store.exchange_type(exchange)
+        if exchange_type is None:
+            raise ChannelError(
+                f"NOT_FOUND - no exchange {exchange!r} to bind {queue!r} to",
+                (50, 10),
+                "Channel.queue_bind",
+                "404",
+            )
+        kind: Any = self.exchange_types[exchange_type]  # instances, though typed as classes
+        routing_key, pattern, queue = kind.prepare_bind(
+            queue,
+            exchange,
+            routing_key,
+            arguments,
+        )
+        self.store.bind(exchange, exchange_type, routing_key, pattern, queue)
+
+    def queue_unbind(
+        self,
+        queue: str,
+        exchange: str | None = None,
+        routing_key: str = "",
+        arguments: dict | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Remove one binding of queue."""
+        self.store.unbind(exchange or "amq.direct", routing_key, queue)
+
+    def queue_delete(
+        self, queue: str, if_unused: bool = False, if_empty: bool = False, **kwargs: Any
+    ) -> int | None:
+        """Delete queue, its messages and its bindings."""
+        if if_empty and self._size(queue):
+            return None
+        self._delete(queue)
+        return None
+
+    def typeof(self, exchange: str, default: str = "direct") -> Any:
+        """Return kombu's exchange-type object for exchange, as declared in the store."""
+        return self.exchange_types[self.store.exchange_type(exchange) or default]
+
+    def get_table(self, exchange: str) -> list[tuple[str, str | None, str]]:
+        """Return exchange's bindings as kombu's (routing_key, pattern, queue) rows."""
+        return self.store.bindings(exchange)
+
+    def list_bindings(self) -> Any:
+        """Return every binding as (queue, exchange, routing_key)."""
+        return iter(self.store.all_bindings())
