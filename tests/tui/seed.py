@@ -6,8 +6,10 @@ import math
 from typing import Any
 
 from tq.cli.events import EVENT_COLOURS, format_event
+from tq.queues import QueueDepth
 from tq.tui.app import ConsoleApp
 from tq.tui.feed import EventFeed
+from tq.tui.queue_board import QueueFlow
 
 #: Seed events happen at this fixed time; the seeded console's clock stands at NOW.
 T0 = 1_700_000_000.0
@@ -81,6 +83,25 @@ def seed_history(app: ConsoleApp) -> None:
     history.extend("queued", (max(0.0, 180 - 0.7 * i) for i in range(300)))
 
 
+def seed_queues(app: ConsoleApp) -> None:
+    """Depths, consumers and ten seconds of flow for three queues and a missing one."""
+    board = app.queue_board
+    board.set_depths(
+        [
+            QueueDepth("celery", 12, None),
+            QueueDepth("images", 340, None),
+            QueueDepth("reports", 0, None),
+            QueueDepth("retired", None),
+        ]
+    )
+    board.set_consumers({"celery": ("w1@host", "w2@host"), "images": ("w2@host",)})
+    before, after = QueueFlow(), QueueFlow()
+    after.received.update({"celery": 420, "images": 95, "reports": 3})
+    after.done.update({"celery": 418, "images": 64, "reports": 3})
+    board.sample(0.0, before)
+    board.sample(10.0, after)
+
+
 def seeded_feed() -> EventFeed:
     """An EventFeed that has folded the seed events."""
     feed = EventFeed(format_event)
@@ -93,4 +114,5 @@ def seeded_app() -> ConsoleApp:
     """A console over the seed data, with no broker and no supervisor, its clock stopped."""
     app = ConsoleApp(seeded_feed(), event_colours=EVENT_COLOURS, clock=lambda: NOW)
     seed_history(app)
+    seed_queues(app)
     return app

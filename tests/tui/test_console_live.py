@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import pytest
 
@@ -12,6 +13,7 @@ from tq.errors import TaskRevokedError
 from tq.tui.app import ConsoleApp
 from tq.tui.feed import EventFeed
 from tq.tui.screens.confirm import ConfirmScreen
+from tq.tui.widgets.queue_table import QueueTable
 from tq.tui.widgets.task_table import TaskTable
 
 pytestmark = pytest.mark.broker
@@ -37,12 +39,25 @@ def shown_state(table: TaskTable, task_id: str) -> str | None:
         return None
 
 
+def queue_cells(table: QueueTable, queue: str) -> list[str] | None:
+    try:
+        return [str(cell) for cell in table.get_row(queue)]
+    except Exception:
+        return None
+
+
 @pytest.mark.timeout(60)
-def test_console_shows_live_outcomes_and_revokes_a_queued_task(redis_broker, start_worker) -> None:
+def test_console_shows_live_outcomes_and_revokes_a_queued_task(
+    redis_broker, start_worker, monkeypatch
+) -> None:
     from tqtest import tasks
     from tqtest.tq import app as tq_app
 
-    start_worker("-c", "1", "-E")
+    # a queue nobody consumes, known to the console through the app's routes
+    idle = redis_broker.q("idle")
+    monkeypatch.setattr(tq_app.conf, "task_routes", {"tqtest.tasks.noop": idle})
+    node = f"console-{uuid.uuid4().hex[:6]}"
+    start_worker("-c", "1", "-E", name=f"{node}@%h")
 
     async def scenario() -> None:
         console = ConsoleApp(EventFeed(format_event), tq_app=tq_app)
@@ -77,5 +92,24 @@ def test_console_shows_live_outcomes_and_revokes_a_queued_task(redis_broker, sta
             )
             with pytest.raises(TaskRevokedError):
                 await asyncio.to_thread(later.get, timeout=10)
+
+            # queues: the broker's depth of the idle queue, the worker on its own queue
+            for _ in range(3):
+                tasks.noop.apply_async(queue=idle)
+            await pilot.press("3")
+            queues = console.query_one(QueueTable)
+            await wait_until(
+                pilot,
+                lambda: (queue_cells(queues, idle) or [None, None])[1] == "3",
+                "three messages ready in the idle queue",
+            )
+            await wait_until(
+                pilot,
+                lambda: node in (queue_cells(queues, redis_broker.queue) or [""])[-1],
+                "the worker consuming its queue",
+            )
+            assert float((queue_cells(queues, redis_broker.queue) or [])[2]) > 0  # recv/s
+            with tq_app.broker_connection() as connection:
+                tq_app.queue_by_name(idle)(connection.default_channel).purge()
 
     asyncio.run(scenario())

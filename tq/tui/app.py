@@ -1,4 +1,4 @@
-"""ConsoleApp: the tasks, nodes and events views over an EventFeed, refreshed at most 10 Hz."""
+"""ConsoleApp: the tasks, nodes, queues and events views over an EventFeed, refreshed at most 10 Hz."""
 
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
-from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
+from textual.app import ComposeResult
 from textual.css.query import NoMatches
-from textual.screen import Screen
 from textual.widgets import Footer, Input, RichLog, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+from ..queues import configured_queues, routed_queue
+from .actions import ConsoleActions
 from .feed import MAX_EVENT_LINES, EventFeed, consume_events
 from .history import SAMPLE_INTERVAL_S, MetricHistory, Totals
 from .operations import ConsoleOperations, SupervisorView
-from .screens.confirm import ConfirmScreen
-from .screens.task_detail import TaskDetailScreen
+from .queue_board import QueueBoard
 from .widgets.header import ConsoleHeader, status_text
 from .widgets.node_table import NodeTable, join_nodes
+from .widgets.queue_table import QueueTable
 from .widgets.task_table import TaskTable, first_seen
 
 if TYPE_CHECKING:
@@ -35,31 +35,17 @@ REFRESH_INTERVAL_S = 0.1
 NODES_AGE_REFRESH_S = 1.0
 #: Seconds between asking the local supervisor for its process table.
 SUPERVISOR_POLL_S = 2.0
-VIEWS = ("tasks", "nodes", "events")
-#: Actions that act on the tasks view, and on the nodes view.
-TASK_ACTIONS = frozenset({"detail", "filter", "revoke", "terminate", "clear_filter", "cursor"})
-NODE_ACTIONS = frozenset({"restart_node"})
+#: Seconds between asking the broker for queue depths.
+QUEUE_POLL_S = 2.0
+#: Seconds between asking the workers which queues they consume (sooner when workers change).
+CONSUMERS_REFRESH_S = 30.0
 
 
-class ConsoleApp(App[None]):
+class ConsoleApp(ConsoleActions):
     """The live operations console."""
 
     CSS_PATH = "console.tcss"
     TITLE = "tq console"
-    BINDINGS = [
-        Binding("1", "show_view('tasks')", "Tasks"),
-        Binding("n,2", "show_view('nodes')", "Nodes"),
-        Binding("e,3", "show_view('events')", "Events"),
-        Binding("j", "cursor(1)", "Down", show=False),
-        Binding("k", "cursor(-1)", "Up", show=False),
-        Binding("i,enter", "detail", "Info"),
-        Binding("slash", "filter", "Filter"),
-        Binding("c", "revoke", "Revoke"),
-        Binding("t", "terminate", "Terminate"),
-        Binding("r", "restart_node", "Restart"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("q", "quit", "Quit"),
-    ]
 
     def __init__(
         self,
@@ -81,20 +67,28 @@ class ConsoleApp(App[None]):
         #: Wall time for ages and samples (tests and replays set their own).
         self.clock = clock
         self.history = MetricHistory()
+        self.queue_board = QueueBoard()
         self.refresh_count = 0
         self._supervisor_changed = True
         self._nodes_shown_at = 0.0
+        self._consumers_asked: tuple[float, frozenset[str]] | None = None
+        self._queue_names: dict[str | None, str | None] = {}
+        if tq_app is not None:
+            feed.queue_flow.resolve = self._resolve_queue
 
     def compose(self) -> ComposeResult:
         yield ConsoleHeader(id="header")
         with TabbedContent(initial=self.initial_view, id="views"):
-            with TabPane("Tasks", id="tasks"):
+            with TabPane("1 Tasks", id="tasks"):
                 yield TaskTable(id="task-table")
                 yield Input(placeholder="filter by id, name, state or worker", id="filter")
-            with TabPane("Nodes", id="nodes"):
+            with TabPane("2 Nodes", id="nodes"):
                 yield NodeTable(id="node-table")
                 yield Static(id="node-hint", markup=False)
-            with TabPane("Events", id="events"):
+            with TabPane("3 Queues", id="queues"):
+                yield QueueTable(id="queue-table")
+                yield Static(id="queue-hint", markup=False)
+            with TabPane("4 Events", id="events"):
                 yield RichLog(id="event-log", max_lines=MAX_EVENT_LINES, wrap=False)
         yield Footer()
 
@@ -103,6 +97,7 @@ class ConsoleApp(App[None]):
         self.query_one(TaskTable).rebuild(tasks)
         self._write_lines(lines)
         self._refresh_nodes()
+        self._refresh_queues()
         self._show_status()
         self.sample_history()
         self.set_interval(REFRESH_INTERVAL_S, self.refresh_views)
@@ -111,6 +106,8 @@ class ConsoleApp(App[None]):
         self.poll_supervisor()
         if self.tq_app is not None:
             self.consume()
+            self.set_interval(QUEUE_POLL_S, self.poll_queues)
+            self.poll_queues()
         self.query_one(TaskTable).focus()
 
     # -- background I/O -------------------------------------------------------------------
@@ -130,6 +127,44 @@ class ConsoleApp(App[None]):
             self.supervisor_view = view
             self._supervisor_changed = True
 
+    @work(thread=True, exclusive=True, group="queues", exit_on_error=False)
+    def poll_queues(self) -> None:
+        """Ask the workers who consumes what (now and then) and the broker how deep each queue is."""
+        assert self.tq_app is not None
+        now = time.monotonic()
+        with self.feed.lock:
+            online = frozenset(worker.hostname for worker in self.feed.state.alive_workers())
+        asked = self._consumers_asked
+        if asked is None or asked[1] != online or now - asked[0] >= CONSUMERS_REFRESH_S:
+            self._consumers_asked = (now, online)
+            try:
+                self.queue_board.set_consumers(self.operations.active_queues())
+                self._queue_names.clear()  # a worker's queues changed: resolve again
+            except Exception:  # noqa: BLE001 - the depth query below reports the broker's state
+                self._consumers_asked = None
+        try:
+            names = self.queue_board.names(self._known_queue_names())
+            self.queue_board.set_depths(self.operations.queue_depths(names))
+        except Exception as exc:  # noqa: BLE001 - any broker failure is shown, then retried
+            self.queue_board.set_depths((), error=f"broker unreachable: {exc}")
+
+    def _known_queue_names(self) -> list[str]:
+        names = configured_queues(self.tq_app) if self.tq_app is not None else []
+        for node in self.supervisor_view.nodes:
+            names += [name for name in str(node.get("queues") or "").split(",") if name]
+        return names
+
+    def _resolve_queue(self, name: str | None, hostname: str | None) -> str | None:
+        """The queue of a task event without one: its worker's only queue, else its route."""
+        if hostname:
+            queues = self.queue_board.queues_of(hostname)
+            if len(queues) == 1:
+                return queues[0]
+        if name not in self._queue_names:
+            known = routed_queue(self.tq_app, name) if self.tq_app is not None and name else None
+            self._queue_names[name] = known
+        return self._queue_names[name]
+
     # -- the refresh tick -------------------------------------------------------------------
 
     def refresh_views(self) -> None:
@@ -142,12 +177,13 @@ class ConsoleApp(App[None]):
     def _apply_changes(self) -> None:
         changes = self.feed.take_changes()
         supervisor_changed, self._supervisor_changed = self._supervisor_changed, False
+        queues_changed = self.queue_board.take_changed()
         # Heartbeat ages and offline verdicts change with time alone, not only with events.
         now = time.monotonic()
         if now - self._nodes_shown_at >= NODES_AGE_REFRESH_S:
             supervisor_changed = True
         self._show_status()
-        if not changes and not supervisor_changed:
+        if not changes and not supervisor_changed and not queues_changed:
             return
         self.refresh_count += 1
         with self.feed.lock:
@@ -163,6 +199,8 @@ class ConsoleApp(App[None]):
             if changes.workers_changed or supervisor_changed:
                 self._refresh_nodes()
                 self._nodes_shown_at = now
+            if queues_changed:
+                self._refresh_queues()
             self._write_lines(changes.event_lines)
 
     def _show_status(self) -> None:
@@ -187,8 +225,10 @@ class ConsoleApp(App[None]):
                 succeeded=counts["task-succeeded"],
                 failed=counts["task-failed"],
                 active=sum(worker.active for worker in self.feed.state.alive_workers(now)),
-                queued=None,
+                queued=self.queue_board.queued_total(),
             )
+            if self.tq_app is not None:
+                self.queue_board.sample(time.monotonic(), self.feed.queue_flow)
         self.history.sample(now, totals)
         try:
             self.query_one(ConsoleHeader).show_history(self.history)
@@ -205,142 +245,26 @@ class ConsoleApp(App[None]):
         )
         self.query_one("#node-hint", Static).update(hint)
 
+    def _refresh_queues(self) -> None:
+        board = self.queue_board
+        self.query_one(QueueTable).sync(board.rows(self._known_queue_names()))
+        if board.error:
+            hint = board.error
+        elif self.tq_app is None and not board.depths:
+            hint = "no broker: queue depths unknown"
+        else:
+            hint = "ready: waiting on the broker  recv/done: per second over 10 s, from events"
+        self.query_one("#queue-hint", Static).update(hint)
+
     def _write_lines(self, lines: Iterable[tuple[str, str]]) -> None:
         log = self.query_one(RichLog)
         for human, line in lines:
             log.write(Text(line, style=self.event_colours.get(human.split()[-1], ""), no_wrap=True))
 
-    # -- actions ----------------------------------------------------------------------------
-
-    @property
-    def current_view(self) -> str:
-        return self.query_one(TabbedContent).active or "tasks"
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Show task keys on the tasks view and node keys on the nodes view only."""
-        if action not in TASK_ACTIONS | NODE_ACTIONS | {"show_view"}:
-            return True
-        if self.screen is not self.screen_stack[0]:
-            return False
-        view = self.current_view
-        if action == "show_view":
-            return True
-        if action in TASK_ACTIONS:
-            return view == "tasks"
-        if view != "nodes":
-            return False
-        return True if self.supervisor_view.available else None
-
     def on_tabbed_content_tab_activated(self) -> None:
         self.refresh_bindings()
-        table = {"tasks": TaskTable, "nodes": NodeTable}.get(self.current_view)
+        table = {"tasks": TaskTable, "nodes": NodeTable, "queues": QueueTable}.get(
+            self.current_view
+        )
         if table is not None:
             self.query_one(table).focus()
-
-    def action_show_view(self, view: str) -> None:
-        self.query_one(TabbedContent).active = view
-
-    def action_cursor(self, step: int) -> None:
-        table = self.query_one(TaskTable)
-        table.move_cursor(row=table.cursor_row + step)
-
-    def _selected_task(self) -> str | None:
-        return self.query_one(TaskTable).selected_task_id()
-
-    def action_detail(self) -> None:
-        task_id = self._selected_task()
-        with self.feed.lock:
-            task = self.feed.state.tasks.get(task_id or "")
-            snapshot = copy.deepcopy(task) if task is not None else None
-        if snapshot is not None:
-            self.push_screen(TaskDetailScreen(snapshot))
-
-    def on_data_table_row_selected(self, event: TaskTable.RowSelected) -> None:
-        if isinstance(event.data_table, TaskTable):
-            self.action_detail()
-
-    def action_filter(self) -> None:
-        field = self.query_one("#filter", Input)
-        field.display = True
-        field.focus()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        table = self.query_one(TaskTable)
-        table.filter_text = event.value.strip()
-        with self.feed.lock:
-            tasks = [copy.copy(task) for task in self.feed.state.tasks.values()]
-        table.rebuild(tasks)
-
-    def on_input_submitted(self) -> None:
-        self.query_one(TaskTable).focus()
-
-    def action_clear_filter(self) -> None:
-        field = self.query_one("#filter", Input)
-        field.value = ""
-        field.display = False
-        self.query_one(TaskTable).focus()
-
-    def action_revoke(self) -> None:
-        self._confirm_revoke(terminate=False)
-
-    def action_terminate(self) -> None:
-        self._confirm_revoke(terminate=True)
-
-    def _confirm_revoke(self, *, terminate: bool) -> None:
-        task_id = self._selected_task()
-        if task_id is None:
-            return
-        verb = "Terminate (kill if running)" if terminate else "Revoke"
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.send_revoke(task_id, terminate)
-
-        self.push_screen(ConfirmScreen(f"{verb} task {task_id}?"), answered)
-
-    @work(thread=True, group="actions")
-    def send_revoke(self, task_id: str, terminate: bool) -> None:
-        """Broadcast the revoke off the UI thread and report the outcome."""
-        outcome = self.operations.revoke(task_id, terminate=terminate)
-        self.call_from_thread(self.notify, outcome)
-
-    def action_restart_node(self) -> None:
-        if not self.supervisor_view.available:
-            self.notify(f"restart disabled: {self.supervisor_view.reason}", severity="warning")
-            return
-        node = self.query_one(NodeTable).selected_node()
-        if node is None:
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.send_restart(node)
-
-        self.push_screen(ConfirmScreen(f"Restart node {node}?"), answered)
-
-    @work(thread=True, group="actions")
-    def send_restart(self, node: str) -> None:
-        """Ask the supervisor to restart a node off the UI thread."""
-        outcome = self.operations.restart_node(node)
-        self.call_from_thread(self.notify, outcome)
-
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The palette offers the same actions as the keys."""
-        yield from super().get_system_commands(screen)
-        for view in VIEWS:
-            yield SystemCommand(
-                f"Show {view}",
-                f"Switch to the {view} view",
-                lambda view=view: self.action_show_view(view),
-            )
-        yield SystemCommand("Task details", "Open the selected task", self.action_detail)
-        yield SystemCommand(
-            "Filter tasks", "Filter by id, name, state or worker", self.action_filter
-        )
-        yield SystemCommand("Revoke task", "Revoke the selected task", self.action_revoke)
-        yield SystemCommand(
-            "Terminate task", "Revoke and kill the selected task", self.action_terminate
-        )
-        yield SystemCommand(
-            "Restart node", "Restart the selected node (supervisor)", self.action_restart_node
-        )

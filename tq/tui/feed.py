@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..cluster import ClusterState, TaskState, WorkerState
+from .queue_board import QueueFlow
 
 if TYPE_CHECKING:
     from ..app import App
@@ -53,6 +54,8 @@ class EventFeed:
         self.lines: deque[tuple[str, str]] = deque(maxlen=MAX_EVENT_LINES)
         #: Events folded so far, by type (the header samples these once a second).
         self.counts: Counter[str] = Counter()
+        #: Tasks received and finished per queue, for the queues view.
+        self.queue_flow = QueueFlow(max_tasks=self.state.max_tasks)
         self._changes = FeedChanges()
 
     def fold(self, event: dict[str, Any]) -> None:
@@ -64,6 +67,7 @@ class EventFeed:
                 self._changes.since = time.monotonic()
             if isinstance(changed, TaskState):
                 self._changes.task_ids.add(changed.uuid)
+                self.queue_flow.observe(event, changed.name)
             elif isinstance(changed, WorkerState):
                 self._changes.workers_changed = True
             line = self.formatter(event, self.state)

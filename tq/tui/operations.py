@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TQError
+from ..queues import QueueDepth, queue_depths
+from .queue_board import consumers_by_queue
 
 if TYPE_CHECKING:
+    from kombu import Connection
+
     from ..app import App
 
 #: Seconds the console waits for workers to answer a revoke.
 REVOKE_TIMEOUT_S = 1.0
 #: Seconds the console waits for the supervisor's reply to `ps`.
 PS_TIMEOUT_S = 2.0
+#: Seconds the console waits for workers to say which queues they consume.
+ACTIVE_QUEUES_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,27 @@ class ConsoleOperations:
     def __init__(self, app: App | None, run_dir: Path | None) -> None:
         self.app = app
         self.run_dir = run_dir
+        self._depth_connection: Connection | None = None
+
+    def queue_depths(self, names: Iterable[str]) -> list[QueueDepth]:
+        """Ask the broker how deep each queue is (one connection, kept between calls)."""
+        if self.app is None:
+            return []
+        if self._depth_connection is None:
+            self._depth_connection = self.app.broker_connection()
+        try:
+            return queue_depths(self._depth_connection, names)
+        except Exception:
+            self._depth_connection.release()
+            self._depth_connection = None
+            raise
+
+    def active_queues(self) -> dict[str, tuple[str, ...]]:
+        """Which nodes consume which queue, as the workers answer `inspect active_queues`."""
+        if self.app is None:
+            return {}
+        replies = self.app.control.call("active_queues", timeout=ACTIVE_QUEUES_TIMEOUT_S)
+        return consumers_by_queue(replies)
 
     def revoke(self, task_id: str, *, terminate: bool = False) -> str:
         """Broadcast a revoke (terminate: kill it if running); return a one-line outcome."""
