@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import reprlib
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import errors, states
 
 #: argsrepr, kwargsrepr and event reprs are cut to this many characters, as Celery does.
 REPR_MAX_CHARS = 1024
+#: Longest task name or id accepted (AMQP carries the id as a 255-byte correlation_id).
+MAX_NAME_CHARS = 255
+
+_KIND_NAMES = {str: "a string", int: "a whole number", list: "a list", dict: "an object"}
 
 _EMBED_KEYS = ("callbacks", "errbacks", "chain", "chord")
 
@@ -189,43 +195,57 @@ class TaskRequest:
 
 
 def parse_task_message(
-    headers: dict[str, Any] | None,
+    headers: Any,
     body: Any,
-    properties: dict[str, Any] | None = None,
-    delivery_info: dict[str, Any] | None = None,
+    properties: Any = None,
+    delivery_info: Any = None,
 ) -> TaskRequest:
-    """Parse a decoded protocol v2 message; raise InvalidTaskError if it is not one."""
-    headers = headers or {}
-    properties = properties or {}
+    """Parse a decoded protocol v2 message; raise InvalidTaskError (one line) if it is not one.
+
+    Everything a peer sends is checked here, so that no later step meets a value of a type it
+    does not expect: InvalidTaskError is the only error bad input can cause.
+    """
+    headers = {} if headers is None else headers
+    properties = {} if properties is None else properties
+    if not isinstance(headers, Mapping) or not isinstance(properties, Mapping):
+        raise errors.InvalidTaskError("message headers and properties must be objects")
     if "task" not in headers:
         raise errors.InvalidTaskError(
             "message has no 'task' header: protocol v1 messages are not supported, "
             "send with task_protocol=2 (Celery's default since 4.0)"
         )
     name, task_id = headers.get("task"), headers.get("id")
-    if not isinstance(name, str) or not isinstance(task_id, str) or not task_id:
-        raise errors.InvalidTaskError("message headers 'task' and 'id' must be non-empty strings")
+    if not (_is_name(name) and _is_name(task_id)):
+        raise errors.InvalidTaskError(
+            "message headers 'task' and 'id' must be non-empty strings of printable characters "
+            f"(at most {MAX_NAME_CHARS}), got {saferepr(name, 80)} and {saferepr(task_id, 80)}"
+        )
+    label = f"task {name}[{task_id}]"
     if not isinstance(body, (list, tuple)) or len(body) != 3:
         raise errors.InvalidTaskError(
-            f"task {name}[{task_id}]: body must be [args, kwargs, embed], got {saferepr(body, 80)}"
+            f"{label}: body must be [args, kwargs, embed], got {saferepr(body, 80)}"
         )
     args, kwargs, embed = body
     if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
-        raise errors.InvalidTaskError(
-            f"task {name}[{task_id}]: args must be a list and kwargs an object"
-        )
-    if embed is None:
-        embed = {}
+        raise errors.InvalidTaskError(f"{label}: args must be a list and kwargs an object")
+    if not all(isinstance(key, str) for key in kwargs):
+        raise errors.InvalidTaskError(f"{label}: kwargs keys must be strings")
+    embed = {} if embed is None else embed
     if not isinstance(embed, dict):
-        raise errors.InvalidTaskError(f"task {name}[{task_id}]: embed must be an object")
-    timelimit = headers.get("timelimit") or (None, None)
-    try:
-        hard, soft = timelimit
-        eta = parse_iso(headers.get("eta"))
-        expires = parse_iso(headers.get("expires"))
-        retries = int(headers.get("retries") or 0)
-    except (TypeError, ValueError) as exc:
-        raise errors.InvalidTaskError(f"task {name}[{task_id}]: bad header value: {exc}") from None
+        raise errors.InvalidTaskError(f"{label}: embed must be an object")
+    for key in ("callbacks", "errbacks", "chain"):
+        _check_type(label, "embed", embed, key, list)
+    _check_type(label, "embed", embed, "chord", dict)
+    for key in ("root_id", "parent_id", "group", "origin", "argsrepr", "kwargsrepr"):
+        _check_type(label, "header", headers, key, str)
+    _check_type(label, "header", headers, "group_index", int)
+    for key in ("reply_to", "correlation_id"):
+        _check_type(label, "property", properties, key, str)
+    hard, soft = _time_limits(label, headers.get("timelimit"))
+    retries = headers.get("retries") or 0
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise errors.InvalidTaskError(f"{label}: header 'retries' must be a whole number >= 0")
+    priority = properties.get("priority")
     return TaskRequest(
         id=task_id,
         name=name,
@@ -235,8 +255,8 @@ def parse_task_message(
         errbacks=embed.get("errbacks"),
         chain=embed.get("chain"),
         chord=embed.get("chord"),
-        eta=eta,
-        expires=expires,
+        eta=_moment(label, headers, "eta"),
+        expires=_moment(label, headers, "expires"),
         retries=retries,
         time_limit=hard,
         soft_time_limit=soft,
@@ -250,9 +270,58 @@ def parse_task_message(
         correlation_id=properties.get("correlation_id"),
         argsrepr=headers.get("argsrepr") or saferepr(tuple(args)),
         kwargsrepr=headers.get("kwargsrepr") or saferepr(kwargs),
-        priority=properties.get("priority"),
-        delivery_info=dict(delivery_info or {}),
-        headers=headers,
+        # A priority is the broker's business: one that is not a number is ignored, not fatal.
+        priority=priority if isinstance(priority, int) and not isinstance(priority, bool) else None,
+        delivery_info=dict(delivery_info) if isinstance(delivery_info, Mapping) else {},
+        headers=dict(headers),
+    )
+
+
+def _is_name(value: Any) -> TypeGuard[str]:
+    """A task name or id: a non-empty, printable (so one-line loggable), bounded string."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME_CHARS and value.isprintable()
+
+
+def _check_type(label: str, part: str, source: Mapping[str, Any], key: str, kind: type) -> None:
+    value = source.get(key)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise errors.InvalidTaskError(
+            f"{label}: {part} {key!r} must be {_KIND_NAMES[kind]} or null, "
+            f"got {type(value).__name__}"
+        )
+
+
+def _time_limits(label: str, value: Any) -> tuple[float | None, float | None]:
+    """Read the [hard, soft] timelimit header: two finite seconds >= 0, each or both null."""
+    if value is None:
+        return None, None
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_seconds, value)):
+        hard, soft = (None if one is None else float(one) for one in value)
+        return hard, soft
+    raise errors.InvalidTaskError(
+        f"{label}: header 'timelimit' must be [hard, soft] seconds (numbers or null), "
+        f"got {saferepr(value, 80)}"
+    )
+
+
+def _is_seconds(value: Any) -> bool:
+    if value is None:
+        return True
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value >= 0
+
+
+def _moment(label: str, headers: Mapping[str, Any], key: str) -> datetime | None:
+    value = headers.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            return parse_iso(value)
+        except ValueError:
+            pass
+    raise errors.InvalidTaskError(
+        f"{label}: header {key!r} must be an ISO-8601 time, got {saferepr(value, 80)}"
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tq import errors
 from tq.protocol import (
@@ -107,7 +109,7 @@ def test_parse_round_trip_keeps_every_field():
         ({"task": "t", "id": "i"}, [[], None, {}], "kwargs an object"),
         ({"task": "t", "id": "i"}, [[], {}, "embed"], "embed must be"),
         ({"task": "t", "id": ""}, [[], {}, {}], "non-empty"),
-        ({"task": "t", "id": "i", "eta": "not a date"}, [[], {}, {}], "bad header"),
+        ({"task": "t", "id": "i", "eta": "not a date"}, [[], {}, {}], "ISO-8601"),
     ],
 )
 def test_malformed_messages_raise_invalid_task_error(headers, body, needle):
@@ -151,3 +153,81 @@ def test_saferepr_is_bounded_and_never_raises():
 
     assert len(saferepr("x" * 5000)) <= 1024
     assert "Broken" in saferepr(Broken())
+
+
+# -- fuzzing the parser: bad input gives InvalidTaskError and nothing else ---------------------
+
+JSONISH = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=8,
+)
+HEADER_KEYS = sorted(CELERY_HEADER_KEYS | {"compression", "tq_signature"})
+VALID = build_task_message(task_id="fuzz-id", name="proj.add", args=[1, 2], reply_to="oid")
+
+
+@st.composite
+def near_valid_headers(draw):
+    """A valid message's headers with some keys dropped and some set to arbitrary values."""
+    headers = dict(VALID.headers)
+    for key in draw(st.lists(st.sampled_from(HEADER_KEYS), max_size=4)):
+        if draw(st.booleans()):
+            headers.pop(key, None)
+        else:
+            headers[key] = draw(JSONISH)
+    return headers
+
+
+@st.composite
+def near_valid_body(draw):
+    """[args, kwargs, embed] with parts (or an embed entry) replaced by arbitrary values."""
+    args, kwargs, embed = (list(VALID.body[0]), dict(VALID.body[1]), dict(VALID.body[2]))
+    parts = [args, kwargs, embed]
+    for index in draw(st.lists(st.integers(0, 2), max_size=2)):
+        parts[index] = draw(JSONISH)
+    if draw(st.booleans()):
+        embed_key = draw(st.sampled_from(["callbacks", "errbacks", "chain", "chord"]))
+        if isinstance(parts[2], dict):
+            parts[2][embed_key] = draw(JSONISH)
+    return draw(st.sampled_from([parts, tuple(parts), parts[:2]]))
+
+
+@given(
+    headers=near_valid_headers() | JSONISH,
+    body=near_valid_body() | JSONISH,
+    properties=st.fixed_dictionaries(
+        {}, optional={"reply_to": JSONISH, "correlation_id": JSONISH, "priority": JSONISH}
+    )
+    | JSONISH,
+)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_parser_raises_only_invalid_task_error_with_a_one_line_message(headers, body, properties):
+    try:
+        request = parse_task_message(headers, body, properties)
+    except errors.InvalidTaskError as exc:
+        assert "\n" not in str(exc) and "\r" not in str(exc)
+        return
+    # What the parser lets through has the types every later step relies on.
+    assert isinstance(request.id, str) and request.id.isprintable()
+    assert isinstance(request.name, str) and request.name.isprintable()
+    assert isinstance(request.args, list) and isinstance(request.kwargs, dict)
+    assert all(isinstance(key, str) for key in request.kwargs)
+    assert isinstance(request.retries, int) and request.retries >= 0
+    for limit in (request.time_limit, request.soft_time_limit):
+        assert limit is None or (isinstance(limit, float) and limit >= 0)
+    for moment in (request.eta, request.expires):
+        assert moment is None or moment.tzinfo is not None
+    for value in (request.root_id, request.parent_id, request.group_id, request.reply_to):
+        assert value is None or isinstance(value, str)
+    assert request.group_index is None or isinstance(request.group_index, int)
+    assert request.priority is None or isinstance(request.priority, int)
+    assert isinstance(request.argsrepr, str) and isinstance(request.kwargsrepr, str)
+    for chained in (request.callbacks, request.errbacks, request.chain):
+        assert chained is None or isinstance(chained, list)
+    assert request.chord is None or isinstance(request.chord, dict)
