@@ -6,12 +6,15 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.clocks import LamportClock
 
 from . import topology
+
+if TYPE_CHECKING:
+    from .app import App
 
 #: Default seconds between worker-heartbeat events (Celery's).
 HEARTBEAT_INTERVAL_S = 2.0
@@ -255,3 +258,42 @@ class EventReceiver:
             except Exception:
                 pass
             self._consumer = None
+
+
+#: Reconnect delays after the broker goes away: first, then doubled up to the cap.
+RECONNECT_FIRST_S = 0.5
+RECONNECT_MAX_S = 10.0
+#: Seconds one drain waits, so a cancelled consumer notices within this time.
+DRAIN_TIMEOUT_S = 0.5
+
+
+def receive_events(
+    app: App,
+    handler: Callable[[dict[str, Any]], None],
+    *,
+    is_cancelled: Callable[[], bool],
+    on_connection: Callable[[bool], None] = lambda connected: None,
+) -> None:
+    """Feed the app's events to `handler` until cancelled, reconnecting with back-off."""
+    delay = RECONNECT_FIRST_S
+    while not is_cancelled():
+        connection = app.broker_connection()
+        try:
+            receiver = EventReceiver(connection, handler, exchange_name=app.conf.event_exchange)
+            receiver.consume()
+            on_connection(True)
+            delay = RECONNECT_FIRST_S
+            while not is_cancelled():
+                receiver.drain(timeout=DRAIN_TIMEOUT_S)
+            receiver.close()
+        except Exception:  # noqa: BLE001 - any broker failure means: report it, wait, retry
+            on_connection(False)
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline and not is_cancelled():
+                time.sleep(0.1)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+        finally:
+            try:
+                connection.release()
+            except Exception:  # noqa: BLE001 - a dead connection may fail to close
+                pass

@@ -1,23 +1,60 @@
-"""`tq console`: open the live operations console on this app's broker."""
+"""`tq console`: open the live operations console on this app's broker (or replay a log)."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .events import EVENT_COLOURS, format_event
+from ..errors import DataDirError
+from ..eventlog import EventLog
+from .events import EVENT_COLOURS, SINCE, event_log_dir, format_event
 from .supervise import resolve_run_dir
 
+if TYPE_CHECKING:
+    from ..tui.feed import EventFeed
 
-def run_console(obj: Any, *, view: str = "tasks", run_dir: str | None = None) -> None:
-    """Open the console (blocks until the user quits)."""
+#: A console started late shows the recorded events of this last stretch of time ...
+BACKLOG_S = 3600.0
+#: ... but reads no more than this many bytes of the log (about 50,000 events).
+BACKLOG_MAX_BYTES = 16 << 20
+
+
+def fold_backlog(feed: EventFeed, directory: Path, since: float) -> int:
+    """Fold the log's events since `since` (its last BACKLOG_MAX_BYTES at most); return the count."""
+    folded = 0
+    try:
+        for record in EventLog(directory).read(since=since, tail_bytes=BACKLOG_MAX_BYTES):
+            feed.fold(record.event)
+            folded += 1
+    except DataDirError:
+        return 0  # nothing recorded here yet: start empty, as before
+    return folded
+
+
+def run_console(
+    obj: Any,
+    *,
+    view: str = "tasks",
+    run_dir: str | None = None,
+    since: float | None = None,
+    log_dir: str | None = None,
+) -> None:
+    """Open the console on the backlog since `since`, then live (blocks until the user quits)."""
     from ..tui.app import ConsoleApp
     from ..tui.feed import EventFeed
 
     app = obj.app
+    feed = EventFeed(format_event)
+    fold_backlog(
+        feed,
+        event_log_dir(log_dir, run_dir),
+        time.time() - BACKLOG_S if since is None else since,
+    )
     ConsoleApp(
-        EventFeed(format_event),
+        feed,
         tq_app=app,
         run_dir=resolve_run_dir(run_dir),
         view=view,
@@ -34,7 +71,15 @@ def run_console(obj: Any, *, view: str = "tasks", run_dir: str | None = None) ->
     help="The view to open on.",
 )
 @click.option("--run-dir", help="Supervisor run directory (default: .tq/run, or $TQ_RUN_DIR).")
+@click.option(
+    "--since",
+    type=SINCE,
+    help="Show the recorded events since then first (default: the last hour): 10m, 2h, ISO time.",
+)
+@click.option("--log-dir", help="The event log directory (default: .tq/events, or $TQ_DATA_DIR).")
 @click.pass_obj
-def console(obj: Any, view: str, run_dir: str | None) -> None:
+def console(
+    obj: Any, view: str, run_dir: str | None, since: float | None, log_dir: str | None
+) -> None:
     """Watch and steer the cluster: tasks, nodes and events, live (workers need -E)."""
-    run_console(obj, view=view, run_dir=run_dir)
+    run_console(obj, view=view, run_dir=run_dir, since=since, log_dir=log_dir)
