@@ -78,6 +78,15 @@ def late(self, key: str, seconds: float) -> str:
     return key
 
 
+@app.task(bind=True, name="faults.late_on", acks_late=True)
+def late_on(self, key: str, slow_node: str, slow_s: float, fast_s: float) -> str:
+    """acks_late; sleeps slow_s on node slow_node (the one a test breaks), fast_s elsewhere."""
+    _record(self, key, "start")
+    time.sleep(slow_s if self.request.hostname == slow_node else fast_s)
+    _record(self, key, "end")
+    return key
+
+
 @app.task(bind=True, name="faults.stuck", time_limit=1.0)
 def stuck(self, key: str) -> None:
     """Sleeps far beyond its 1 s hard time limit."""
