@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 import time
 
-
 import psutil
 import pytest
 
