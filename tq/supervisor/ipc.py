@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,28 @@ def decode_request(line: bytes) -> dict[str, Any]:
         raise ValueError(f"request is not a JSON line: {exc}") from None
     if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
         raise ValueError('request must be a JSON object with a "cmd" string')
+    for key, (check, wanted) in _FIELD_CHECKS.items():
+        if request.get(key) is not None and not check(request[key]):
+            raise ValueError(f"request field {key!r} must be {wanted}")
     return request
+
+
+def _is_words(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(word, str) for word in value)
+
+
+def _is_seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+#: The type every known request field must have (a wrong one is refused before any command
+#: reads it, so garbage can only ever earn an error reply).
+_FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "argv": (_is_words, "a list of strings"),
+    "nodes": (_is_words, "a list of node names"),
+    "timeout": (_is_seconds, "a number of seconds >= 0"),
+    "keep_nodes": (lambda value: isinstance(value, bool), "true or false"),
+}
 
 
 def send_line(conn: socket.socket, payload: dict[str, Any]) -> None:
