@@ -21,7 +21,14 @@ from .managed import BACKOFF, FATAL, RUNNING, STARTING, STOPPED, STOPPING, Manag
 from .nodes import NodeSpec
 from .notices import NodeNotices
 from .rotation import rotate_if_needed
-from .rundir import STATE_FILE, drain_pipe, prepare_run_dir, remove_stale_pidfile, save_table
+from .rundir import (
+    STATE_FILE,
+    drain_pipe,
+    prepare_private_dir,
+    prepare_run_dir,
+    remove_stale_pidfile,
+    save_table,
+)
 from .sdstatus import SystemdStatus
 
 logger = logging.getLogger("tq.supervisor")
@@ -50,7 +57,7 @@ class Supervisor:
         notices: NodeNotices | None = None,
     ) -> None:
         self.run_dir = prepare_run_dir(run_dir)
-        self.log_dir = run_dir.parent / "log"
+        self.log_dir = prepare_private_dir(run_dir.parent / "log", "log directory", tighten=False)
         self.policy = policy
         self.cwd = cwd
         self.foreground = foreground
