@@ -20,6 +20,8 @@ import psutil
 import pytest
 
 from tests.conftest import BROKERS, ROOT, TESTS
+from tq.errors import TQError
+from tq.supervisor import ipc
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,6 +60,8 @@ def wait_for_text(path: Path, text: str, process: subprocess.Popen, timeout: flo
 def test_passwords_and_signing_key_are_masked_and_destructive_control_can_be_refused(
     amqp_broker, tmp_path
 ):
+    from tqtest import tasks
+
     node = f"sec-{uuid.uuid4().hex[:6]}@{HOST}"
     banner_path, log_path = tmp_path / "banner.txt", tmp_path / "worker.log"
     env = {"TQ_MESSAGE_SIGNING_KEY": KEY, "TQ_WORKER_ALLOW_DESTRUCTIVE_CONTROL": "0"}
@@ -73,10 +77,11 @@ def test_passwords_and_signing_key_are_masked_and_destructive_control_can_be_ref
     try:
         wait_for_text(log_path, " ready.", worker)
         conf = json.loads(tq("inspect", "conf", "--json", "-t", "5", "-d", node, env={}).stdout)
-        report = tq("inspect", "report", "-t", "5", "-d", node, env={}).stdout
-        tq("control", "shutdown", "-d", node, env={})  # shutdown sends no reply: see the log
+        control = tasks.app.control  # the rest in-process: one CLI call is enough
+        report = json.dumps(control.inspect("report", destination=[node], timeout=5))
+        control.shutdown(destination=[node])  # shutdown sends no reply: see the log
         wait_for_text(log_path, "refused remote shutdown", worker)
-        shrink = tq("control", "pool_shrink", "1", "--json", "-t", "5", "-d", node, env={}).stdout
+        shrink = json.dumps(control.pool_shrink(1, destination=[node], timeout=5))
         assert worker.poll() is None, "a refused shutdown stopped the worker"
         assert len(psutil.Process(worker.pid).children()) == 1, "a refused pool_shrink shrank"
     finally:
@@ -145,7 +150,7 @@ def test_supervisor_files_are_owner_only_and_ps_shows_no_password(amqp_broker, m
     try:
         tq("-b", PASSWORD_URL, "up", node, "-c", "1", f"--run-dir={run_dir}", env=env)
         table = tq("ps", f"--run-dir={run_dir}", env=env).stdout
-        rows = json.loads(tq("ps", f"--run-dir={run_dir}", "--json", env=env).stdout)
+        rows = ipc.request(run_dir, {"cmd": "ps"})  # what `tq ps --json` prints
         [row] = rows["nodes"]
         assert row["state"] == "RUNNING" and node in table
         assert PASSWORD not in table and PASSWORD not in json.dumps(rows)
@@ -163,11 +168,11 @@ def test_supervisor_files_are_owner_only_and_ps_shows_no_password(amqp_broker, m
         assert attempts.pop(str(public)) == "read"
         assert set(attempts.values()) == {"denied"}, attempts
     finally:
-        stop_supervisor(run_dir, env)
+        stop_supervisor(run_dir)
         shutil.rmtree(base, ignore_errors=True)
 
 
-def stop_supervisor(run_dir: Path, env: dict[str, str]) -> None:
+def stop_supervisor(run_dir: Path) -> None:
     """Stop the supervisor and its nodes; kill by pid whatever is left."""
     pids = []
     try:
@@ -176,7 +181,11 @@ def stop_supervisor(run_dir: Path, env: dict[str, str]) -> None:
         pids += [entry["identity"]["pid"] for entry in state["nodes"] if entry.get("identity")]
     except (OSError, ValueError, IndexError, KeyError):
         pass
-    tq("supervisor", "stop", f"--run-dir={run_dir}", env=env, check=False)
+    try:
+        ipc.request(run_dir, {"cmd": "stop"}, timeout_s=10)
+        psutil.wait_procs([psutil.Process(pid) for pid in pids[:1]], timeout=30)
+    except (OSError, ValueError, TQError, psutil.Error):
+        pass
     for pid in pids:
         try:
             process = psutil.Process(pid)
@@ -216,3 +225,43 @@ def test_supervisor_refuses_another_users_or_a_world_writable_directory(
     assert needle.format(target) in line and "refusing to use it" in line
     assert "Traceback" not in result.stderr
     assert not (data_dir / "run" / "supervisor.sock").exists()
+
+
+class _Planted:
+    """A pickle that creates a file when it is loaded: proof that a result was unpickled."""
+
+    def __init__(self, proof: Path) -> None:
+        self.proof = proof
+
+    def __reduce__(self):
+        return (Path.touch, (self.proof,))
+
+
+def test_result_reads_refuse_pickle_unless_accepted(redis_broker, tmp_path):
+    import pickle
+
+    import redis
+    from kombu.exceptions import ContentDisallowed
+
+    from tq import App
+
+    backend_url = BROKERS["redis"][1]
+    task_id = f"planted-{uuid.uuid4().hex}"
+    proof = tmp_path / "unpickled"
+    planted = pickle.dumps({"status": "SUCCESS", "result": _Planted(proof), "task_id": task_id})
+    store = redis.Redis.from_url(backend_url)
+    store.set(f"celery-task-meta-{task_id}", planted, ex=60)
+    try:
+        # A client that reads pickle results but accepts only JSON (the default accept_content).
+        reader = App("reader", backend=backend_url, result_serializer="pickle")
+        with pytest.raises(ContentDisallowed):
+            reader.AsyncResult(task_id).get(timeout=5)
+        assert not proof.exists()
+        opted_in = App(
+            "opted-in", backend=backend_url, result_serializer="pickle", accept_content=["pickle"]
+        )
+        opted_in.AsyncResult(task_id).get(timeout=5)
+        assert proof.exists()  # the same read with pickle accepted does unpickle it
+    finally:
+        store.delete(f"celery-task-meta-{task_id}")
+        store.close()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 from kombu.serialization import dumps
 
-from tests.conftest import ledger_lines, reset_test_app
+from tests.conftest import ROOT, TESTS, ledger_lines, reset_test_app
 from tq import App, states
 from tq.protocol import build_task_message
 from tq.signing import SigningPolicy, signed_headers
@@ -94,3 +97,22 @@ def test_signed_tasks_run_and_unsigned_or_tampered_messages_are_refused(
     assert unsigned.state == states.PENDING  # a refused message writes no result
     assert KEY not in log
     assert worker.process.poll() is None
+
+
+def test_short_signing_key_stops_the_worker_with_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "tq", "-A", "tqtest", "--workdir", str(TESTS), "worker"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=dict(
+            os.environ,
+            PYTHONPATH=f"{TESTS}{os.pathsep}{ROOT}",
+            TQ_DATA_DIR=str(tmp_path / "data"),
+            TQ_MESSAGE_SIGNING_KEY="too-short",
+        ),
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "message_signing_key is 9 bytes: use at least 16 random bytes" in line
+    assert "too-short" not in line
