@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import signal
 import sys
 
@@ -20,6 +21,7 @@ from tq.supervisor.nodes import (
     global_words,
     split_global_options,
 )
+from tq.supervisor.policy import Policy
 
 SEED = "10 -A proj -l info -Q:1-3 images,video -Q:4,5 data -Q default -L:4,5 debug -c 2"
 
@@ -233,6 +235,44 @@ def test_node_spec_is_plain_frozen_data_that_round_trips():
     assert dataclasses.asdict(node)["worker_args"] == node.worker_args
     with pytest.raises(dataclasses.FrozenInstanceError):
         node.name = "x"  # type: ignore[misc]
-    saved = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(node).items()}
-    assert NodeSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}) == node
+    saved = json.loads(json.dumps(dataclasses.asdict(node)))  # as the node table stores it
+    assert NodeSpec.from_saved(saved) == node
+    del saved["policy"]  # a table written before policies were per node
+    assert NodeSpec.from_saved(saved).policy == Policy()
     assert node.command()[0] == sys.executable
+
+
+def test_restart_policy_is_a_node_option_like_any_other():
+    nodes = expand(
+        "3 -c 1 --restart=forever --restart:2=on-failure --start-secs:3=0 --backoff-start:1,2=0.05"
+        " --stop-timeout:3=300"
+    )
+    assert [n.policy.restart for n in nodes] == ["forever", "on-failure", "forever"]
+    assert [n.policy.backoff_start_s for n in nodes] == [0.05, 0.05, 1.0]
+    assert [n.policy.start_secs for n in nodes] == [1.0, 1.0, 0.0]
+    assert [n.policy.stop_timeout_s for n in nodes] == [60.0, 60.0, 300.0]
+    # the supervisor reads them; the worker never sees them
+    assert nodes[0].worker_args == ("-c", "1", "-n", "celery1@vm", *files("celery1"))
+    assert expand("2 -c 1")[0].policy == Policy()
+
+
+def test_restart_policy_values_are_checked():
+    with pytest.raises(ConfigError, match="--restart=always: use on-failure or forever"):
+        expand("2 --restart:2=always")
+    with pytest.raises(ConfigError, match="--restart=VALUE"):
+        expand("2 --restart:1")
+    with pytest.raises(ConfigError, match="--stop-timeout=0: give seconds, more than 0"):
+        expand("2 --stop-timeout=0")
+    with pytest.raises(ConfigError, match="--backoff-start=soon"):
+        expand("2 --backoff-start=soon")
+    with pytest.raises(ConfigError, match="--start-secs=nan"):
+        expand("2 --start-secs=nan")
+    with pytest.raises(ConfigError, match="only as --restart=forever"):
+        expand("2 --restart forever")
+
+
+def test_backoff_doubles_to_its_cap_and_only_forever_never_gives_up():
+    policy = Policy(backoff_start_s=1.0)
+    assert [policy.retry_delay_s(n) for n in (1, 2, 3, 7, 8, 20)] == [1, 2, 4, 60, 60, 60]
+    assert not policy.gives_up(5) and policy.gives_up(6)
+    assert not Policy(restart="forever").gives_up(1000)

@@ -241,6 +241,13 @@ def test_per_node_template_target_and_env_files(analyze, tmp_path):
     assert verify(analyze, *unit_paths, *instance) == ""
 
 
+def test_restart_policy_goes_to_the_supervisor_and_is_refused_per_node():
+    [unit] = render_units(settings("2", "--restart:2=forever"), per_node=False)
+    assert " up --foreground --stop-timeout=60 2 --restart:2=forever\n" in unit.text
+    with pytest.raises(ConfigError, match="systemd restarts and stops each node itself"):
+        render_units(settings("2", "--restart:2=forever"), per_node=True)
+
+
 def test_per_node_refuses_arguments_that_env_files_cannot_carry():
     with pytest.raises(ConfigError, match=r"\$TQ_WORKER_ARGS"):
         render_units(settings("2", "--logfile=/var/log/my logs/%n.log"), per_node=True)

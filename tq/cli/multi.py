@@ -40,6 +40,7 @@ from ..supervisor.nodes import (
     expand_template,
     global_words,
 )
+from ..supervisor.policy import POLICY_KEYS, Policy
 from ..worker.pidfile import Pidfile
 
 #: How long `start` waits for a worker to write its pid file before calling it FAILED.
@@ -172,6 +173,11 @@ def _nodes(words: list[str], obj: Any) -> list[NodeSpec]:
     for node in nodes:
         if not node.pidfile:
             raise ConfigError(f"{node.name}: tq multi needs a pid file per node (--pidfile=PATH)")
+        if node.policy != Policy():
+            raise ConfigError(
+                f"{node.name}: {', '.join(POLICY_KEYS)} are options of the supervisor (tq up); "
+                "tq multi starts nodes without watching them"
+            )
     return nodes
 
 

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..supervisor import ipc, nodes
-from ..supervisor.managed import BACKOFF, FATAL, RUNNING, STOPPED, Policy
+from ..supervisor.managed import BACKOFF, FATAL, RUNNING, STOPPED
 
 _STATE_COLOURS = {
     "RUNNING": "green",
@@ -142,26 +142,6 @@ def online_label(row: dict[str, Any], verdict: bool) -> str:
 #: The supervisor's own options, shared by `tq up` and `tq supervisor run`: (flag, click kwargs).
 _SUPERVISOR_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     (
-        "--restart",
-        {
-            "type": click.Choice(["on-failure", "forever"]),
-            "default": "on-failure",
-            "help": "forever: never give up on a crashing node.",
-        },
-    ),
-    (
-        "--start-secs",
-        {"type": float, "default": 1.0, "help": "Up this long (and ready) = started."},
-    ),
-    (
-        "--stop-timeout",
-        {"type": float, "default": 60.0, "help": "Warm stop budget before KILL, s."},
-    ),
-    (
-        "--backoff-start",
-        {"type": float, "default": 1.0, "help": "First crash-restart delay, doubling to 60 s."},
-    ),
-    (
         "--log-max-bytes",
         {"type": int, "default": 10 << 20, "help": "Rotate a node's log past this size."},
     ),
@@ -192,15 +172,8 @@ def make_supervisor(obj: Any, options: dict[str, Any], *, foreground: bool) -> A
     from ..supervisor.daemon import Supervisor
     from ..supervisor.notices import NodeNotices
 
-    policy = Policy(
-        restart=options["restart"],
-        start_secs=options["start_secs"],
-        stop_timeout_s=options["stop_timeout"],
-        backoff_start_s=options["backoff_start"],
-    )
     return Supervisor(
         run_dir=resolve_run_dir(options["run_dir"]),
-        policy=policy,
         cwd=os.getcwd(),
         foreground=foreground,
         reload=options["reload_"],
@@ -210,7 +183,19 @@ def make_supervisor(obj: Any, options: dict[str, Any], *, foreground: bool) -> A
     )
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+#: How each node is kept alive: node options of the multi grammar, like -Q (supervisor/policy.py).
+UP_EPILOG = """\b
+Restart policy, per node like any node option (--restart:1,2=forever):
+  --restart=on-failure|forever   forever: never FATAL, retry at most every 60 s
+  --start-secs=1                 up (and ready) this long = started
+  --stop-timeout=60              warm-stop budget before KILL, s
+  --backoff-start=1              first crash-restart delay, doubling to 60 s
+"""
+
+
+@click.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, epilog=UP_EPILOG
+)
 @click.argument("node_args", nargs=-1, type=click.UNPROCESSED)
 @supervisor_options
 @click.option(
@@ -379,16 +364,23 @@ def restart(nodes: tuple[str, ...], run_dir: str | None, wait_s: float, as_json:
 @click.argument("nodes", nargs=-1)
 @run_dir_option
 @click.option(
-    "--timeout", type=float, default=60.0, show_default=True, help="Warm stop budget before KILL."
+    "--timeout",
+    type=float,
+    default=None,
+    help="Warm stop budget before KILL, s (default: each node's --stop-timeout).",
 )
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def down(
-    obj: Any, nodes: tuple[str, ...], run_dir: str | None, timeout: float, as_json: bool
+    obj: Any, nodes: tuple[str, ...], run_dir: str | None, timeout: float | None, as_json: bool
 ) -> None:
     """Warm stop: TERM, wait for running tasks, KILL after --timeout (all nodes by default)."""
     directory = resolve_run_dir(run_dir)
     reply = ipc.request(directory, {"cmd": "down", "nodes": list(nodes), "timeout": timeout})
+    budget_s = timeout
+    if budget_s is None:
+        budgets = [row["policy"]["stop_timeout_s"] for row in fetch(directory)["nodes"]]
+        budget_s = max(budgets, default=0.0)
     console = Console(highlight=False, file=sys.stderr if as_json else sys.stdout)
     last_report = [0.0]
 
@@ -410,7 +402,7 @@ def down(
         directory,
         reply["nodes"],
         done=lambda row: True if row["state"] == STOPPED else None,
-        timeout_s=timeout + 10,
+        timeout_s=budget_s + 10,
         console=console,
         label=lambda row, verdict: "DOWN",
         on_poll=report_in_flight,

@@ -12,12 +12,13 @@ import signal
 import socket
 import time
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import TQError
 from . import ipc, process, requests
-from .managed import BACKOFF, FATAL, RUNNING, STARTING, STOPPED, STOPPING, ManagedNode, Policy
+from .managed import BACKOFF, FATAL, RUNNING, STARTING, STOPPED, STOPPING, ManagedNode
 from .nodes import NodeSpec
 from .notices import NodeNotices
 from .rotation import rotate_if_needed
@@ -42,13 +43,12 @@ NOTIFY_SOCKET = "notify.sock"
 
 
 class Supervisor:
-    """One per run directory: the node table, the restart policy, the control socket."""
+    """One per run directory: the node table (each node with its restart policy), the socket."""
 
     def __init__(
         self,
         *,
         run_dir: Path,
-        policy: Policy,
         cwd: str,
         foreground: bool = False,
         reload: bool = False,
@@ -58,7 +58,6 @@ class Supervisor:
     ) -> None:
         self.run_dir = prepare_run_dir(run_dir)
         self.log_dir = prepare_private_dir(run_dir.parent / "log", "log directory", tighten=False)
-        self.policy = policy
         self.cwd = cwd
         self.foreground = foreground
         self.reload = reload
@@ -111,11 +110,7 @@ class Supervisor:
             return [f"ignored unreadable {path}: {exc}"]
         notes = []
         for entry in saved.get("nodes", []):
-            fields: dict[str, Any] = {
-                key: tuple(value) if isinstance(value, list) else value
-                for key, value in entry["spec"].items()
-            }
-            spec = NodeSpec(**fields)
+            spec = NodeSpec.from_saved(entry["spec"])
             node = ManagedNode(
                 spec=spec, log_path=Path(entry["log_path"]), restarts=entry.get("restarts", 0)
             )
@@ -154,12 +149,18 @@ class Supervisor:
         self.notices.send("node-started", node=node.spec.name, pid=node.pid)
 
     def apply_table(self, specs: list[NodeSpec]) -> dict[str, list[str]]:
-        """Make the node table equal to `specs`: add, change (restart), remove (stop)."""
+        """Make the node table equal to `specs`: add, change (restart), re-police, remove (stop)."""
         wanted = {spec.name: spec for spec in specs}
-        changes: dict[str, list[str]] = {"added": [], "changed": [], "removed": [], "kept": []}
+        changes: dict[str, list[str]] = {
+            "added": [],
+            "changed": [],
+            "policy": [],
+            "removed": [],
+            "kept": [],
+        }
         for name, node in list(self.nodes.items()):
             if name not in wanted:
-                node.request_stop(self.policy.stop_timeout_s)
+                node.request_stop()
                 node.remove_when_stopped = True
                 changes["removed"].append(name)
         for name, spec in wanted.items():
@@ -170,15 +171,16 @@ class Supervisor:
                 )
                 self.start_node(node)
                 changes["added"].append(name)
-            elif existing.spec != spec:
+            elif replace(existing.spec, policy=spec.policy) != spec:
                 existing.spec = spec
                 self.rolling.append(name)
                 changes["changed"].append(name)
-            else:
+            else:  # the same command line (a new policy alone needs no restart)
+                changes["policy" if existing.spec != spec else "kept"].append(name)
+                existing.spec = spec
                 if existing.state in (STOPPED, FATAL):
                     existing.crashes.clear()
                     self.start_node(existing)
-                changes["kept"].append(name)
         self.save_state()
         return changes
 
@@ -206,7 +208,7 @@ class Supervisor:
             if node.state in (STARTING, RUNNING, STOPPING):
                 how = node.exit_status()
                 if how is not None:
-                    event = node.on_exit(how, self.policy, now)
+                    event = node.on_exit(how, now)
                     changed = True
                     logger.warning("%s %s (%s)", name, event, how)
                     self.notices.send(f"node-{event}", node=name, how=how)
@@ -216,7 +218,7 @@ class Supervisor:
             if (
                 node.state == STARTING
                 and node.ready
-                and now - (node.started_at or now) >= self.policy.start_secs
+                and now - (node.started_at or now) >= node.policy.start_secs
             ):
                 node.state = RUNNING
                 changed = True
@@ -224,7 +226,7 @@ class Supervisor:
                 logger.warning(
                     "%s did not stop within %ss: killing its process group",
                     name,
-                    self.policy.stop_timeout_s,
+                    node.policy.stop_timeout_s,
                 )
                 node.kill()
                 node.stop_deadline = None
@@ -251,7 +253,7 @@ class Supervisor:
             node = self.nodes.get(name)
             if node is None:
                 return
-            node.request_stop(self.policy.stop_timeout_s)
+            node.request_stop()
             self.rolling_phase = (name, "stopping")
         name, phase = self.rolling_phase
         current = self.nodes.get(name)
@@ -394,4 +396,4 @@ class Supervisor:
             return
         for node in self.nodes.values():
             if node.state not in (STOPPED, FATAL, STOPPING):
-                node.request_stop(self.policy.stop_timeout_s)
+                node.request_stop()

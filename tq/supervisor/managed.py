@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import psutil
 
 from . import process
 from .nodes import NodeSpec
+from .policy import CRASH_WINDOW_S, Policy
 
 STARTING, RUNNING, BACKOFF, STOPPING, STOPPED, FATAL = (
     "STARTING",
@@ -24,25 +25,8 @@ STARTING, RUNNING, BACKOFF, STOPPING, STOPPED, FATAL = (
     "FATAL",
 )
 
-#: Crash-restart back-off: 1 s doubling, capped; FATAL after more than CRASH_LIMIT crashes in the window.
-BACKOFF_START_S = 1.0
-BACKOFF_MAX_S = 60.0
-CRASH_LIMIT = 5
-CRASH_WINDOW_S = 60.0
 #: Lines of the log kept with a FATAL node, for `tq ps`.
 FATAL_LOG_LINES = 10
-
-
-@dataclass(frozen=True)
-class Policy:
-    """How a node is kept alive."""
-
-    restart: str = "on-failure"  # or "forever": keep retrying at the capped interval, never FATAL
-    start_secs: float = 1.0  # must stay up this long to count as started
-    stop_timeout_s: float = 60.0  # warm shutdown budget before SIGKILL
-    backoff_start_s: float = (
-        BACKOFF_START_S  # first crash-restart delay, doubling up to BACKOFF_MAX_S
-    )
 
 
 @dataclass
@@ -68,15 +52,19 @@ class ManagedNode:
     sampler: process.Sampler = field(default_factory=process.Sampler)
 
     @property
+    def policy(self) -> Policy:
+        """This node's restart policy (part of its spec: `--restart:3=forever`)."""
+        return self.spec.policy
+
+    @property
     def pid(self) -> int | None:
         return self.identity.pid if self.identity else None
 
     def start(self, *, env: dict[str, str], cwd: str) -> None:
         """Spawn the node (after a crash, a restart or for the first time)."""
-        self.popen = process.spawn(self.spec.command(), log_path=self.log_path, env=env, cwd=cwd)
-        self.identity = process.identity_of(self.popen.pid) or process.Identity(
-            self.popen.pid, time.time(), tuple(self.spec.command())
-        )
+        command = self.spec.command()
+        self.popen = process.spawn(command, log_path=self.log_path, env=env, cwd=cwd)
+        self.identity = process.identity_of_spawned(self.popen.pid, command)
         self.state, self.started_at, self.ready = STARTING, time.time(), False
         self.retry_at = self.stop_deadline = None
         self.stop_requested = False
@@ -98,8 +86,8 @@ class ManagedNode:
             return None
         return "exited (adopted: exit code unknown)"
 
-    def request_stop(self, timeout_s: float, signum: int = signal.SIGTERM) -> None:
-        """Warm stop: TERM to the main process only; KILL the group if the deadline passes."""
+    def request_stop(self, timeout_s: float | None = None, signum: int = signal.SIGTERM) -> None:
+        """Warm stop: TERM to the main process only; KILL the group after its stop timeout."""
         self.stop_requested = True
         if self.state in (BACKOFF, FATAL, STOPPED) or self.pid is None:
             self.state, self.retry_at = STOPPED, None
@@ -107,7 +95,9 @@ class ManagedNode:
         self.known_children = process.descendants(self.pid)
         process.signal_main(self.pid, signum)
         self.state = STOPPING
-        self.stop_deadline = time.time() + timeout_s
+        self.stop_deadline = time.time() + (
+            self.policy.stop_timeout_s if timeout_s is None else timeout_s
+        )
 
     def kill(self) -> None:
         """SIGKILL the node's whole process group and every process we knew in it."""
@@ -115,7 +105,7 @@ class ManagedNode:
             self.known_children = self.known_children or process.descendants(self.pid)
             process.kill_everything(self.pid, self.known_children)
 
-    def on_exit(self, how: str, policy: Policy, now: float) -> str:
+    def on_exit(self, how: str, now: float) -> str:
         """Decide what an exit means; return the event name (stopped, exited, fatal)."""
         self.last_exit = how
         self.popen = None
@@ -132,12 +122,11 @@ class ManagedNode:
         self.crashes.append(now)
         recent = [moment for moment in self.crashes if now - moment <= CRASH_WINDOW_S]
         self.identity = None
-        if len(recent) > CRASH_LIMIT and policy.restart != "forever":
+        if self.policy.gives_up(len(recent)):
             self.state = FATAL
             self.fatal_log = tail(self.log_path, FATAL_LOG_LINES)
             return "fatal"
-        delay = min(BACKOFF_MAX_S, policy.backoff_start_s * 2 ** (len(recent) - 1))
-        self.state, self.retry_at = BACKOFF, now + delay
+        self.state, self.retry_at = BACKOFF, now + self.policy.retry_delay_s(len(recent))
         return "exited"
 
     def describe(self, now: float) -> dict[str, Any]:
@@ -165,6 +154,7 @@ class ManagedNode:
             "last_exit": self.last_exit,
             "retry_in_s": round(self.retry_at - now, 1) if self.retry_at else None,
             "fatal_log": self.fatal_log if self.state == FATAL else [],
+            "policy": asdict(self.policy),
         }
 
 

@@ -20,6 +20,9 @@ deliberate differences:
   name every node. `--cmd`, `--append`, `--executable`, `--loader` and `--config` are refused.
 * `--suffix=` (or `--suffix='""'`) gives node names without a host (`image`); the worker then
   adds its own host name. Celery only honours the quoted form.
+* The supervisor's policy options (`--restart`, `--start-secs`, `--stop-timeout`,
+  `--backoff-start`, see policy.py) are node options too (`--restart:3=forever`): they go into
+  NodeSpec.policy, never to the worker.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ConfigError
 from ..nodenames import host_format, node_format
+from .policy import POLICY_KEYS, Policy, policy_from_dict, policy_from_options
 
 #: Pid file of each node, relative to the working directory (Celery: /var/run/celery/%n.pid).
 DEFAULT_PIDFILE = ".tq/run/%n.pid"
@@ -70,6 +75,16 @@ class NodeSpec:
     global_args: tuple[str, ...]
     pidfile: str
     logfile: str
+    policy: Policy = Policy()  # how the supervisor keeps it alive
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> NodeSpec:
+        """Rebuild a spec from its `dataclasses.asdict` form (as the node table stores it)."""
+        fields: dict[str, Any] = {
+            key: tuple(value) if isinstance(value, list) else value for key, value in saved.items()
+        }
+        fields["policy"] = policy_from_dict(saved.get("policy"))
+        return cls(**fields)
 
     def command(self, executable: str = sys.executable) -> list[str]:
         """The full command line: `python -m tq [global options] worker [worker options]`."""
@@ -312,7 +327,11 @@ def _build(
     global_args: list[str] = []
     worker_args: list[str] = []
     given_pidfile = given_logfile = None
+    policy_options: dict[str, str | None] = {}
     for key, raw in options.items():
+        if key in POLICY_KEYS:
+            policy_options[key] = raw
+            continue
         value = None if raw is None else _expand(raw, nodename, for_worker=True)
         if key in GLOBAL_KEYS or key in _PIDFILE_KEYS or key in _LOGFILE_KEYS:
             value = _required(key, value)
@@ -343,6 +362,7 @@ def _build(
         # what the worker will write: it expands %i to 0 (and %% to %) for its main process
         pidfile=node_format(given_pidfile, nodename, 0) if given_pidfile else "",
         logfile=given_logfile or "",
+        policy=policy_from_options(nodename, policy_options),
     )
 
 

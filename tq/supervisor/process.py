@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,19 @@ def identity_of(pid: int) -> Identity | None:
         return Identity(pid, process.create_time(), tuple(process.cmdline()))
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
+
+
+def identity_of_spawned(pid: int, command: Sequence[str]) -> Identity:
+    """The identity of a process we just started: its start time and the command we gave it.
+
+    Its /proc cmdline can still be empty when Popen returns (the kernel closes CLOEXEC fds, which
+    wakes Popen, before it lays out the new argv), so the command is taken as given.
+    """
+    try:
+        create_time = psutil.Process(pid).create_time()
+    except psutil.Error:
+        create_time = time.time()
+    return Identity(pid, create_time, tuple(command))
 
 
 def spawn(

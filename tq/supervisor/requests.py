@@ -1,4 +1,4 @@
-"""The supervisor's control requests: one JSON line in (ps, up, restart, down, kill, stop), one out."""
+"""The supervisor's control requests: a JSON line in (ps up restart down kill stop), one out."""
 
 from __future__ import annotations
 
@@ -57,9 +57,9 @@ def handle(supervisor: Supervisor, request: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "nodes": names}
     if cmd == "down":
         nodes = supervisor.select(request.get("nodes"))
-        timeout_s = float(request.get("timeout") or supervisor.policy.stop_timeout_s)
+        timeout_s = request.get("timeout")  # None: each node's own --stop-timeout
         for node in nodes:
-            node.request_stop(timeout_s)
+            node.request_stop(None if timeout_s is None else float(timeout_s))
         supervisor.save_state()
         return {"ok": True, "nodes": [node.spec.name for node in nodes]}
     if cmd == "kill":

@@ -47,6 +47,6 @@ class SystemdStatus:
             sdnotify.stopping()
 
     def draining(self) -> None:
-        """Nodes are still finishing their tasks: keep systemd from killing them (EXTEND_TIMEOUT)."""
+        """Nodes still finish their tasks: keep systemd from killing them (EXTEND_TIMEOUT)."""
         if self.enabled:
             sdnotify.extend_timeout(EXTEND_TIMEOUT_USEC)

@@ -24,6 +24,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import ConfigError, TQError
 from .nodes import NodeSpec, app_of, expand_nodes, split_global_options
+from .policy import POLICY_KEYS, Policy
 
 #: tq's own warm-stop budget for its nodes (`tq up --stop-timeout`), seconds.
 DEFAULT_STOP_TIMEOUT_S = 60.0
@@ -104,6 +105,11 @@ def render_service(settings: UnitSettings) -> UnitFile:
 
 def render_per_node(settings: UnitSettings, nodes: Sequence[NodeSpec]) -> list[UnitFile]:
     """`tq.target`, the `tq-worker@.service` template, and one environment file per node."""
+    if any(node.policy != Policy() for node in nodes):
+        raise ConfigError(
+            f"per-node units: systemd restarts and stops each node itself (Restart=on-failure); "
+            f"drop {', '.join(POLICY_KEYS)}, or use the single unit"
+        )
     global_args = nodes[0].global_args
     if any(node.global_args != global_args for node in nodes):
         raise ConfigError("per-node units share one -A/-b/--result-backend: give them once")
