@@ -100,7 +100,7 @@ def test_a_burst_of_events_is_shown_in_one_refresh() -> None:
                 app.feed.fold(task_event("task-succeeded", uuid, 11, result="None", runtime=0.001))
             await pilot.pause(3 * REFRESH_INTERVAL_S)
             # one table update for the whole burst (the nodes view may redraw once for ages)
-            assert syncs == [300]
+            assert len(syncs) == 1 and syncs[0] >= 300  # (tasks inferred LOST may join)
             assert app.refresh_count - before <= 2
             assert table.row_count == 305
 

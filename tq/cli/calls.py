@@ -26,7 +26,13 @@ def _json_arg(value: str | None, what: str, kind: type) -> Any:
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option(
+    "--resend",
+    "resend_id",
+    metavar="TASK_ID",
+    help="Send TASK_ID again: its name, args and queue from the result backend (result_extended).",
+)
 @click.option("-a", "--args", help="Positional arguments as a JSON list, e.g. '[2, 2]'.")
 @click.option("-k", "--kwargs", help="Keyword arguments as a JSON object.")
 @click.option("--queue", help="Queue to send to.")
@@ -37,7 +43,8 @@ def _json_arg(value: str | None, what: str, kind: type) -> Any:
 @click.pass_obj
 def call(
     obj: Any,
-    name: str,
+    name: str | None,
+    resend_id: str | None,
     args: str | None,
     kwargs: str | None,
     queue: str | None,
@@ -46,16 +53,26 @@ def call(
     wait: bool,
     timeout: float,
 ) -> None:
-    """Send task NAME and print its id (or its result with --wait)."""
+    """Send task NAME (or --resend TASK_ID again) and print its id, or its result with --wait."""
     app = obj.app
     app.import_includes()
+    if resend_id is not None:
+        if name or args or kwargs:
+            raise click.UsageError("--resend takes the name and arguments of TASK_ID: give neither")
+        from ..resend import find_call
+
+        found = find_call(app, resend_id)
+        name, call_args, call_kwargs = found.name, found.args, found.kwargs
+        queue = queue or found.queue
+    elif name is None:
+        raise click.UsageError("give a task NAME (or --resend TASK_ID)")
+    else:
+        call_args, call_kwargs = (
+            _json_arg(args, "--args", list),
+            _json_arg(kwargs, "--kwargs", dict),
+        )
     result = app.send_task(
-        name,
-        _json_arg(args, "--args", list),
-        _json_arg(kwargs, "--kwargs", dict),
-        queue=queue,
-        countdown=countdown,
-        expires=expires,
+        name, call_args, call_kwargs, queue=queue, countdown=countdown, expires=expires
     )
     if not wait:
         click.echo(result.id)

@@ -60,7 +60,7 @@ class ConsoleApp(ConsoleActions):
         super().__init__()
         self.feed = feed
         self.tq_app = tq_app
-        self.operations = ConsoleOperations(tq_app, run_dir)
+        self.operations = ConsoleOperations(tq_app, run_dir, online=self._online_count)
         self.supervisor_view = SupervisorView(reason="asking the supervisor...")
         self.initial_view = view
         self.event_colours = event_colours or {}
@@ -154,6 +154,10 @@ class ConsoleApp(ConsoleActions):
             names += [name for name in str(node.get("queues") or "").split(",") if name]
         return names
 
+    def _online_count(self) -> int:
+        with self.feed.lock:
+            return len(self.feed.state.alive_workers())
+
     def _resolve_queue(self, name: str | None, hostname: str | None) -> str | None:
         """The queue of a task event without one: its worker's only queue, else its route."""
         if hostname:
@@ -241,7 +245,9 @@ class ConsoleApp(ConsoleActions):
         view = self.supervisor_view
         self.query_one(NodeTable).sync(join_nodes(workers, view.nodes), now=self.clock())
         hint = (
-            "r: restart the selected node" if view.available else f"restart disabled: {view.reason}"
+            "s start  x stop  r restart  (+/- grow/shrink the pool: any node, over the broker)"
+            if view.available
+            else f"start/stop/restart disabled: {view.reason}"
         )
         self.query_one("#node-hint", Static).update(hint)
 

@@ -50,16 +50,40 @@ def detail_text(task: TaskState) -> Text:
     return text
 
 
+def section_line(text: Text, section: str) -> int | None:
+    """The line where a section of detail_text starts ("result", "traceback"), if present."""
+    for number, line in enumerate(text.plain.splitlines()):
+        if line == section or line.strip().startswith(f"{section}  "):
+            return number
+    return None
+
+
 class TaskDetailScreen(Screen[None]):
-    """A full screen over the tasks view; escape goes back."""
+    """A full screen over the tasks view, scrolled to a section; escape goes back."""
 
-    BINDINGS = [Binding("escape,q,i", "app.pop_screen", "Back")]
+    BINDINGS = [
+        Binding("escape,q,i", "app.pop_screen", "Back"),
+        Binding("s", "resend", "Re-send"),
+    ]
 
-    def __init__(self, task: TaskState) -> None:
+    def __init__(self, task: TaskState, section: str | None = None) -> None:
         super().__init__()
         self.task_state = task
+        self.section = section
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail-scroll"):
             yield Static(detail_text(self.task_state), id="detail")
         yield Footer()
+
+    def on_mount(self) -> None:
+        if self.section is None:
+            return
+        line = section_line(detail_text(self.task_state), self.section)
+        if line is not None:  # after the first layout: before it there is nothing to scroll
+            scroll = self.query_one(VerticalScroll)
+            self.call_after_refresh(scroll.scroll_to, y=line, animate=False)
+
+    async def action_resend(self) -> None:
+        """Re-send this task with its arguments (the app asks first)."""
+        await self.app.run_action(f"resend_task({self.task_state.uuid!r})")
