@@ -135,40 +135,7 @@ def test_no_supervisor_says_how_to_start_one(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_foreground_supervisor_speaks_sd_notify(cluster, tmp_path):
-    notify_path = tmp_path / "notify.sock"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(str(notify_path))
-    listener.settimeout(1.0)
-    env = dict(cluster.env, NOTIFY_SOCKET=str(notify_path))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tq", "-A", "tqtest", "--workdir", str(cluster.workdir), "up", "--foreground",
-         "1", "-c", "1"], cwd=cluster.workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    messages: list[str] = []
-
-    def receive_until(needle: str, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                messages.append(listener.recv(4096).decode())
-            except TimeoutError:
-                continue
-            if any(needle in message for message in messages):
-                return True
-        return False
-
-    try:
-        assert receive_until("READY=1"), messages
-        assert any("STATUS=1 running" in message for message in messages), messages
-        assert cluster.node("celery1")["state"] == "RUNNING"
-        process.send_signal(signal.SIGTERM)
-        assert receive_until("STOPPING=1"), messages
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-        listener.close()
+# sd_notify under the foreground supervisor (READY, STATUS, WATCHDOG, drain): test_supervisor_systemd.py
 
 
 APP_SOURCE = '''

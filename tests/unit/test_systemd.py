@@ -17,6 +17,7 @@ from tq import sdnotify
 from tq.cli import systemd as systemd_cli
 from tq.cli.main import cli
 from tq.errors import ConfigError
+from tq.supervisor.sdstatus import SystemdStatus
 from tq.supervisor.systemd import UnitFile, UnitSettings, install_path, render_units
 
 #: Debian 12's systemd; later directives (RestartSteps=, ...) would only warn there.
@@ -78,6 +79,64 @@ def test_watchdog_interval_is_half_of_watchdog_usec_for_this_process(monkeypatch
     assert sdnotify.watchdog_interval_s() == 10.0
     monkeypatch.setenv("WATCHDOG_PID", "1")  # meant for another process
     assert sdnotify.watchdog_interval_s() is None
+
+
+def heard(sock: socket.socket) -> list[str]:
+    """Every datagram waiting on the socket (sd_notify sends synchronously)."""
+    sock.setblocking(False)
+    said = []
+    try:
+        while True:
+            said.append(sock.recv(4096).decode())
+    except BlockingIOError:
+        return said
+    finally:
+        sock.settimeout(5)
+
+
+def test_supervisor_status_watchdog_at_half_the_period_ready_once_and_drain(listener, monkeypatch):
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    now = [100.0]
+    status = SystemdStatus(enabled=True, clock=lambda: now[0])
+    status.report(["STARTING", "STARTING"])
+    assert heard(listener) == ["STATUS=2 starting", "WATCHDOG=1"]
+    now[0] += 0.3
+    status.report(["STARTING", "RUNNING"])  # a change, but no watchdog yet (every 0.5 s)
+    assert heard(listener) == ["STATUS=1 running, 1 starting"]
+    now[0] += 0.3
+    status.report(["RUNNING", "FATAL"])
+    ready = f"READY=1\nMAINPID={os.getpid()}\nSTATUS=1 fatal, 1 running"
+    assert heard(listener) == ["STATUS=1 fatal, 1 running", ready, "WATCHDOG=1"]
+    now[0] += 0.6
+    status.report(["RUNNING", "FATAL"])  # READY only once; same counts: no STATUS
+    assert heard(listener) == ["WATCHDOG=1"]
+    status.stopping()
+    status.draining()
+    status.draining()  # EXTEND_TIMEOUT_USEC at most once a second
+    now[0] += 1.0
+    status.draining()
+    assert heard(listener) == ["STOPPING=1", *["EXTEND_TIMEOUT_USEC=5000000"] * 2]
+
+
+def test_supervisor_status_is_silent_unless_in_the_foreground_and_pings_only_with_a_watchdog(
+    listener, monkeypatch
+):
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    status = SystemdStatus(enabled=True)
+    status.report([])  # no nodes at all: nothing to wait for
+    assert heard(listener) == [
+        "STATUS=no nodes",
+        f"READY=1\nMAINPID={os.getpid()}\nSTATUS=no nodes",
+    ]
+    status.report(["RUNNING"])
+    assert heard(listener) == ["STATUS=1 running"]
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+    quiet = SystemdStatus(enabled=False)
+    quiet.report(["RUNNING"])
+    quiet.stopping()
+    quiet.draining()
+    assert heard(listener) == []
 
 
 @pytest.fixture(scope="module")

@@ -345,7 +345,7 @@ class Supervisor:
                     or all(node.state in (STOPPED, FATAL, BACKOFF) for node in self.nodes.values())
                 ):
                     break
-                if self.stopping_all:
+                if self.stopping_all and any(n.state == STOPPING for n in self.nodes.values()):
                     self.systemd.draining()
         finally:
             if not keep_nodes:
