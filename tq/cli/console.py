@@ -62,6 +62,18 @@ def run_console(
     ).run()
 
 
+def run_replay(path: Path, *, view: str = "tasks") -> None:
+    """Open the console on a recorded log, its cursor at the end (blocks until the user quits)."""
+    from ..tui.feed import EventFeed
+    from ..tui.replay import ReplayDriver
+    from ..tui.replay_app import ReplayConsoleApp
+
+    feed = EventFeed(format_event)
+    driver = ReplayDriver(EventLog(path), feed)
+    driver.to_end()
+    ReplayConsoleApp(feed, driver, view=view, event_colours=EVENT_COLOURS).run()
+
+
 @click.command()
 @click.option(
     "--view",
@@ -77,9 +89,22 @@ def run_console(
     help="Show the recorded events since then first (default: the last hour): 10m, 2h, ISO time.",
 )
 @click.option("--log-dir", help="The event log directory (default: .tq/events, or $TQ_DATA_DIR).")
+@click.option(
+    "--replay",
+    type=click.Path(exists=True, path_type=Path),
+    help="Replay a recorded log (a directory or one .jsonl segment) with a time cursor, no broker.",
+)
 @click.pass_obj
 def console(
-    obj: Any, view: str, run_dir: str | None, since: float | None, log_dir: str | None
+    obj: Any,
+    view: str,
+    run_dir: str | None,
+    since: float | None,
+    log_dir: str | None,
+    replay: Path | None,
 ) -> None:
     """Watch and steer the cluster: tasks, nodes and events, live (workers need -E)."""
+    if replay is not None:
+        run_replay(replay, view=view)
+        return
     run_console(obj, view=view, run_dir=run_dir, since=since, log_dir=log_dir)

@@ -18,11 +18,8 @@ if TYPE_CHECKING:
 
 #: Lines of the raw event stream kept for the events view.
 MAX_EVENT_LINES = 500
-#: Reconnect delays after the broker goes away: first, then doubled up to the cap.
-RECONNECT_FIRST_S = 0.5
-RECONNECT_MAX_S = 10.0
-#: Seconds one drain waits, so a cancelled consumer notices within this time.
-DRAIN_TIMEOUT_S = 0.5
+#: Workers are judged by heartbeat expiry only once connected this long (a heartbeat is due).
+EXPIRY_GRACE_S = 5.0
 
 #: Turns (event, state) into (human type, line), as `tq events --dump` prints it.
 EventFormatter = Callable[[dict[str, Any], ClusterState], tuple[str, str]]
@@ -57,6 +54,7 @@ class EventFeed:
         #: Tasks received and finished per queue, for the queues view.
         self.queue_flow = QueueFlow(max_tasks=self.state.max_tasks)
         self._changes = FeedChanges()
+        self._connected_at = 0.0
 
     def fold(self, event: dict[str, Any]) -> None:
         """Fold one event (any thread) and remember what it changed."""
@@ -76,9 +74,26 @@ class EventFeed:
             if len(self._changes.event_lines) > MAX_EVENT_LINES:
                 del self._changes.event_lines[:-MAX_EVENT_LINES]
 
+    def reset(self) -> None:
+        """Forget everything folded (a replay that seeks back folds again from the start)."""
+        with self.lock:
+            state = self.state
+            self.state = ClusterState(
+                max_tasks=state.max_tasks, max_value_chars=state.max_value_chars
+            )
+            self.lines.clear()
+            self.counts.clear()
+            resolve = self.queue_flow.resolve
+            self.queue_flow = QueueFlow(max_tasks=state.max_tasks)
+            self.queue_flow.resolve = resolve
+            self._changes = FeedChanges()
+
     def take_changes(self) -> FeedChanges:
         """Return the changes since the last call and start a new set."""
         with self.lock:
+            if self.connected and time.monotonic() - self._connected_at > EXPIRY_GRACE_S:
+                self.state.expire_workers(time.time())  # live: a silent worker's heartbeats expire
+            self._changes.task_ids |= self.state.take_inferred()  # tasks now shown LOST
             changes, self._changes = self._changes, FeedChanges()
         return changes
 
@@ -94,37 +109,13 @@ class EventFeed:
         with self.lock:
             if connected != self.connected:
                 self.connected = connected
+                self._connected_at = time.monotonic()
                 self._changes.workers_changed = True
 
 
 def consume_events(app: App, feed: EventFeed, is_cancelled: Callable[[], bool]) -> None:
     """Consume the app's events into `feed` until cancelled, reconnecting with backoff."""
-    from ..events import EventReceiver
+    from ..events import receive_events
 
-    delay = RECONNECT_FIRST_S
-    while not is_cancelled():
-        connection = app.broker_connection()
-        try:
-            receiver = EventReceiver(connection, feed.fold, exchange_name=app.conf.event_exchange)
-            receiver.consume()
-            feed.set_connected(True)
-            delay = RECONNECT_FIRST_S
-            while not is_cancelled():
-                receiver.drain(timeout=DRAIN_TIMEOUT_S)
-            receiver.close()
-        except Exception:  # noqa: BLE001 - any broker failure means: show it, wait, retry
-            feed.set_connected(False)
-            _sleep_unless_cancelled(delay, is_cancelled)
-            delay = min(delay * 2, RECONNECT_MAX_S)
-        finally:
-            try:
-                connection.release()
-            except Exception:  # noqa: BLE001 - a dead connection may fail to close
-                pass
+    receive_events(app, feed.fold, is_cancelled=is_cancelled, on_connection=feed.set_connected)
     feed.set_connected(False)
-
-
-def _sleep_unless_cancelled(seconds: float, is_cancelled: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not is_cancelled():
-        time.sleep(0.1)
