@@ -165,3 +165,19 @@ def test_the_replay_console_shows_final_states_then_earlier_ones_as_the_cursor_m
             assert shown_states(table)["tasks.slow"] == states.SUCCESS
 
     asyncio.run(scenario())
+
+
+def test_a_console_started_late_folds_the_recent_backlog_only(tmp_path: Path) -> None:
+    import time
+
+    from tq.cli.console import fold_backlog
+
+    now = time.time()
+    with EventLogWriter(tmp_path / "events") as log:
+        for minutes_ago, uuid in ((120, "old"), (30, "recent"), (1, "latest")):
+            event = {"type": "task-succeeded", "uuid": uuid, "hostname": "w1@a"}
+            log.append({**event, "timestamp": now - minutes_ago * 60}, now - minutes_ago * 60)
+    feed = EventFeed(format_event)
+    assert fold_backlog(feed, tmp_path / "events", since=now - 3600) == 2
+    assert set(feed.state.tasks) == {"recent", "latest"}
+    assert fold_backlog(EventFeed(format_event), tmp_path / "nothing-recorded", since=0) == 0
