@@ -97,6 +97,10 @@ def make_broker_env(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     queue = f"tqt-{uuid.uuid4().hex[:10]}"
     env = {
         "TQ_DEFAULT_QUEUE": queue,
+        # Remote control and events of its own: tests running in parallel never see each
+        # other's workers in a broadcast or an event stream.
+        "TQ_CONTROL_EXCHANGE": queue,
+        "TQ_EVENT_EXCHANGE": f"{queue}.ev",
         "TQ_DATA_DIR": str(tmp_path / "data"),
         "TQ_TEST_LEDGER": str(tmp_path / "ledger.txt"),
     }
@@ -130,12 +134,20 @@ def delete_queues(state: BrokerEnv) -> None:
         return
     from kombu import Connection
 
+    exchanges = [state.env["TQ_EVENT_EXCHANGE"], f"{state.env['TQ_CONTROL_EXCHANGE']}.pidbox"]
+    exchanges.append(f"reply.{exchanges[1]}")
     try:
         with Connection(BROKERS["amqp"][0], connect_timeout=2) as connection:
             for name in [state.queue, *state.extra_queues]:
                 channel = connection.channel()
                 try:
                     channel.queue_delete(name)
+                except Exception:
+                    pass
+            for name in exchanges:
+                channel = connection.channel()
+                try:
+                    channel.exchange_delete(name)
                 except Exception:
                     pass
     except Exception:

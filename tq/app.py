@@ -73,9 +73,12 @@ class App:
         self._reset_clients()
 
     def _reset_clients(self) -> None:
+        # Everything built from settings or riding on the publisher's connection goes too.
         self._backend = None
         self._publisher = None
         self._routers = None
+        self._control = None
+        self._sent_dispatcher = None
 
     @property
     def broker_url(self) -> str:

@@ -89,9 +89,9 @@ DEFAULTS: dict[str, Setting] = {
     "timezone": Setting(None, env="TQ_TIMEZONE"),
     "enable_utc": Setting(True),
     # events and remote control
-    "event_exchange": Setting("celeryev"),
+    "event_exchange": Setting("celeryev", env="TQ_EVENT_EXCHANGE"),
     "event_serializer": Setting("json"),
-    "control_exchange": Setting("celery"),
+    "control_exchange": Setting("celery", env="TQ_CONTROL_EXCHANGE"),
     # embedded store
     "data_dir": Setting(".tq", env="TQ_DATA_DIR"),
     # security ("" = no key: a str default keeps a digits-only key from becoming an int)

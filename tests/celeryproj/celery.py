@@ -11,6 +11,9 @@ app = Celery(
 )
 app.conf.update(
     task_default_queue=os.environ.get("TQ_DEFAULT_QUEUE", "celery"),
+    # The tests give each test its own remote-control and event exchanges, as tq reads them.
+    control_exchange=os.environ.get("TQ_CONTROL_EXCHANGE", "celery"),
+    event_exchange=os.environ.get("TQ_EVENT_EXCHANGE", "celeryev"),
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )

@@ -182,6 +182,7 @@ def test_celery_event_receiver_and_state_read_tq_events(celery_env, start_worker
     from tqtest import tasks
 
     app = Celery("observer", broker=celery_env.env["TQ_BROKER_URL"])
+    app.conf.event_exchange = celery_env.env["TQ_EVENT_EXCHANGE"]
     state = State()
     seen: list[str] = []
     with app.connection() as connection:
