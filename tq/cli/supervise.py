@@ -156,6 +156,11 @@ def supervisor_options(fn: Any) -> Any:
     fn = click.option(
         "--reload", "reload_", is_flag=True, help="Rolling restart when the app's .py files change."
     )(fn)
+    fn = click.option(
+        "--no-record-events",
+        is_flag=True,
+        help="Do not append the cluster's events to the event log (<data dir>/events).",
+    )(fn)
     return run_dir_option(fn)
 
 
@@ -164,22 +169,30 @@ def _option_words(options: dict[str, Any]) -> list[str]:
     words = [f"--run-dir={resolve_run_dir(options['run_dir'])}"]
     for flag, _ in _SUPERVISOR_OPTIONS:
         words.append(f"{flag}={options[flag.lstrip('-').replace('-', '_')]}")
+    words += ["--no-record-events"] if options.get("no_record_events") else []
     return [*words, *(["--reload"] if options["reload_"] else [])]
 
 
 def make_supervisor(obj: Any, options: dict[str, Any], *, foreground: bool) -> Any:
     """Build the daemon from the options (its node events go out through the app, if any)."""
+    from ..eventlog import default_event_dir
     from ..supervisor.daemon import Supervisor
     from ..supervisor.notices import NodeNotices
+    from ..supervisor.recorder import EventRecorder
 
+    run_dir = resolve_run_dir(options["run_dir"])
+    app = obj.app if obj.app_spec else None
     return Supervisor(
-        run_dir=resolve_run_dir(options["run_dir"]),
+        run_dir=run_dir,
         cwd=os.getcwd(),
         foreground=foreground,
         reload=options["reload_"],
         log_max_bytes=options["log_max_bytes"],
         log_backups=options["log_backups"],
-        notices=NodeNotices(obj.app if obj.app_spec else None),
+        notices=NodeNotices(app),
+        recorder=EventRecorder(
+            None if options.get("no_record_events") else app, default_event_dir(run_dir.parent)
+        ),
     )
 
 

@@ -21,6 +21,7 @@ from . import ipc, process, requests
 from .managed import BACKOFF, FATAL, RUNNING, STARTING, STOPPED, STOPPING, ManagedNode
 from .nodes import NodeSpec
 from .notices import NodeNotices
+from .recorder import EventRecorder
 from .rotation import rotate_if_needed
 from .rundir import (
     STATE_FILE,
@@ -55,6 +56,7 @@ class Supervisor:
         log_max_bytes: int = 10 << 20,
         log_backups: int = 5,
         notices: NodeNotices | None = None,
+        recorder: EventRecorder | None = None,
     ) -> None:
         self.run_dir = prepare_run_dir(run_dir)
         self.log_dir = prepare_private_dir(run_dir.parent / "log", "log directory", tighten=False)
@@ -64,6 +66,7 @@ class Supervisor:
         self.log_max_bytes = log_max_bytes
         self.log_backups = log_backups
         self.notices = notices or NodeNotices(None)
+        self.recorder = recorder or EventRecorder(None, run_dir.parent / "events")
         self.nodes: dict[str, ManagedNode] = {}
         self.rolling: deque[str] = deque()
         self.rolling_phase: tuple[str, str] | None = None
@@ -292,6 +295,7 @@ class Supervisor:
     def run(self, initial_argv: list[str] | None = None) -> int:
         """Serve until told to stop; return the exit code."""
         self.lock()
+        self.recorder.start()  # appends the cluster's events to the durable log, in a thread
         server = ipc.listen(self.run_dir)
         notify_path = self.run_dir / NOTIFY_SOCKET
         if notify_path.exists():
@@ -348,6 +352,7 @@ class Supervisor:
                 if self.stopping_all and any(n.state == STOPPING for n in self.nodes.values()):
                     self.systemd.draining()
         finally:
+            self.recorder.stop()
             if not keep_nodes:
                 self.save_state()
             selector.close()
