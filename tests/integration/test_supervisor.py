@@ -105,11 +105,12 @@ def test_down_lets_running_tasks_finish(cluster):
     results = [tasks.sleep_then.delay(4, i) for i in range(2)]
     assert cluster.wait(lambda: cluster.node("celery1")["active"] == 2, timeout=30)  # both run now
     assert "ACT" in cluster.tq("ps").stdout
-    out = cluster.tq("down", "--timeout", "30").stdout
-    assert f"celery1@{HOST}: DOWN" in out
-    assert "task(s) still running" in out
+    down = cluster.tq("down", "--timeout", "30", "--json")
+    assert f"celery1@{HOST}: DOWN" in down.stderr  # with --json, progress goes to stderr
+    assert "task(s) still running" in down.stderr
     assert [r.get(timeout=10) for r in results] == [0, 1]
-    assert cluster.node("celery1")["state"] == "STOPPED"
+    [row] = json.loads(down.stdout)["nodes"]
+    assert json.loads(down.stdout)["ok"] is True and row["state"] == "STOPPED" and row["pid"] is None
 
 
 def test_second_supervisor_on_the_same_run_dir_refuses(cluster):
@@ -265,3 +266,20 @@ def test_ps_after_a_deliberate_stop_does_not_start_a_supervisor(cluster):
     result = cluster.tq("ps", check=False)
     assert result.returncode == 1 and "no supervisor is running" in result.stderr
     assert not (cluster.run_dir / "supervisor.sock").exists()
+
+
+def test_every_supervisor_action_answers_in_json(cluster):
+    name = f"celery1@{HOST}"
+    up = json.loads(cluster.tq("up", "1", "-c", "1", "--json").stdout)
+    assert up["ok"] is True and up["changes"]["added"] == [name]
+    [row] = up["nodes"]
+    assert row["name"] == name and row["state"] == "RUNNING" and row["policy"]["restart"] == "on-failure"
+    restarted = json.loads(cluster.tq("restart", "celery1", "--json").stdout)
+    assert restarted["ok"] is True and restarted["nodes"][0]["pid"] not in (None, row["pid"])
+    assert json.loads(cluster.tq("kill", "celery1", "--json").stdout) == {"ok": True, "nodes": [name]}
+    # tq down --json: test_down_lets_running_tasks_finish
+    logs = json.loads(cluster.tq("logs", "celery1", "--json", "-n", "3").stdout)
+    assert logs["node"] == name and len(logs["lines"]) <= 3
+    supervisor = cluster.supervisor_pid()
+    stop = json.loads(cluster.tq("supervisor", "stop", "--json").stdout)
+    assert stop == {"ok": True, "pid": supervisor, "nodes_left_running": False}

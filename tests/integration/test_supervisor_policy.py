@@ -25,8 +25,9 @@ def test_forever_node_keeps_retrying_while_its_default_sibling_goes_fatal(cluste
     # Both nodes get an option the worker rejects, so each exits at once, again and again; the
     # back-off starts at 20 ms (per node, like the rest of the policy) to keep the loop short.
     result = cluster.tq("up", "2", "-c", "1", "--max-tasks-per-child=zero", "--backoff-start=0.02",
-                        "--restart:1=forever", check=False, timeout=90)
-    assert result.returncode == 1 and "FAILED" in result.stdout
+                        "--restart:1=forever", "--json", check=False, timeout=90)
+    assert result.returncode == 1 and json.loads(result.stdout)["ok"] is False
+    assert "FAILED" in result.stderr  # with --json the progress lines go to stderr
     assert cluster.wait(lambda: cluster.node("celery2")["state"] == "FATAL", timeout=90)
     assert cluster.wait(lambda: cluster.node("celery1")["restarts"] > 6, timeout=90)
     rows = {row["name"]: row for row in cluster.ps()["nodes"]}

@@ -262,7 +262,7 @@ def up(
         directory, names, done=online_verdict, timeout_s=wait_s, console=console, label=online_label
     )
     if as_json:
-        click.echo(json.dumps({"ok": ok, "changes": reply.get("changes"), **fetch(directory)}))
+        click.echo(json.dumps({**fetch(directory), "ok": ok, "changes": reply.get("changes")}))
     sys.exit(0 if ok else 1)
 
 
@@ -369,7 +369,7 @@ def restart(nodes: tuple[str, ...], run_dir: str | None, wait_s: float, as_json:
         label=online_label,
     )
     if as_json:
-        click.echo(json.dumps({"ok": ok, **fetch(directory)}))
+        click.echo(json.dumps({**fetch(directory), "ok": ok}))
     sys.exit(0 if ok else 1)
 
 
@@ -421,7 +421,8 @@ def down(
         on_poll=report_in_flight,
     )
     if as_json:
-        click.echo(json.dumps({"ok": ok, **fetch(directory)}))
+        click.echo(json.dumps({**fetch(directory), "ok": ok}))
+    sys.exit(0 if ok else 1)
 
 
 @click.command()

@@ -80,6 +80,10 @@ def _follow(path: Path) -> None:
         handle.close()
 
 
+#: `tq supervisor stop` waits this much longer than the slowest node's --stop-timeout.
+STOP_MARGIN_S = 30.0
+
+
 @click.group()
 def supervisor() -> None:
     """The supervisor daemon itself."""
@@ -103,16 +107,30 @@ def supervisor_run(obj: Any, **options: Any) -> None:
 def supervisor_stop(run_dir: str | None, keep_nodes: bool, as_json: bool) -> None:
     """Stop the supervisor (and, warm, its nodes)."""
     directory = resolve_run_dir(run_dir)
+    # the supervisor stops once every node has (warm), so wait as long as the slowest may take
+    budgets = [row["policy"]["stop_timeout_s"] for row in fetch(directory)["nodes"]]
+    wait_s = STOP_MARGIN_S + (0.0 if keep_nodes else max(budgets, default=0.0))
     reply = ipc.request(directory, {"cmd": "stop", "keep_nodes": keep_nodes})
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + wait_s
     while ipc.is_running(directory) and time.monotonic() < deadline:
         time.sleep(POLL_S)
+    stopped = not ipc.is_running(directory)
     if as_json:
-        click.echo(json.dumps({"ok": True, "pid": reply["pid"], "nodes_left_running": keep_nodes}))
-        return
-    click.echo(
-        f"supervisor {reply['pid']} stopped" + (" (nodes left running)" if keep_nodes else "")
-    )
+        click.echo(
+            json.dumps({"ok": stopped, "pid": reply["pid"], "nodes_left_running": keep_nodes})
+        )
+    elif stopped:
+        click.echo(
+            f"supervisor {reply['pid']} stopped" + (" (nodes left running)" if keep_nodes else "")
+        )
+    else:
+        click.secho(
+            f"supervisor {reply['pid']} is still stopping after {wait_s:.0f}s "
+            "(see `tq ps` and its log)",
+            fg="red",
+            err=True,
+        )
+    sys.exit(0 if stopped else 1)
 
 
 COMMANDS = [logs, supervisor]
