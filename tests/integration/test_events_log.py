@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TESTS
+from tests.integration.test_events import collect
+from tests.integration.test_events import spawn as spawn_monitor
 from tq.eventlog import EventLog
 
 pytestmark = pytest.mark.timeout(120)
@@ -52,27 +54,6 @@ def wait_for_record(log_dir: Path, matches, what: str, timeout: float = 30.0) ->
             return
         time.sleep(0.1)
     raise AssertionError(f"{what} never reached the event log in {timeout}s")
-
-
-def read_until(process: subprocess.Popen, needles: list[str], timeout: float = 30.0) -> str:
-    """Read a running process's output until every needle appeared or time ran out."""
-    assert process.stdout is not None
-    fd = process.stdout.fileno()
-    os.set_blocking(fd, False)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            chunk = b""
-        chunks.append(chunk)
-        text = b"".join(chunks).decode(errors="replace")
-        if all(needle in text for needle in needles):
-            return text
-        if not chunk:
-            time.sleep(0.1)
-    return b"".join(chunks).decode(errors="replace")
 
 
 def stop(process: subprocess.Popen) -> tuple[int, str, str]:
@@ -118,7 +99,9 @@ def test_recorded_events_dump_since_and_follow_in_the_live_layout(
 
     # A recorder appends again; a follower prints the backlog, then what arrives.
     recorder = spawn("events", "--record", "--log-dir", str(log_dir))
-    follower = spawn("events", "--dump", "--since", "10m", "--follow", "--log-dir", str(log_dir))
+    follower = spawn_monitor(
+        *TQ, "events", "--dump", "--since", "10m", "--follow", "--log-dir", str(log_dir)
+    )
     try:
         deadline = time.monotonic() + 30
         second = None
@@ -134,13 +117,15 @@ def test_recorded_events_dump_since_and_follow_in_the_live_layout(
             except AssertionError:
                 continue  # sent before the new recorder listened: send another
         assert second is not None
-        out = read_until(
+        out = collect(
             follower,
             [f"tqtest.tasks.add({first.id})", f"task succeeded: tqtest.tasks.mul({second.id})"],
         )
     finally:
         stop(recorder)
-        stop(follower)
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait(timeout=5)
     assert f"task succeeded: tqtest.tasks.add({first.id}) args=(2, 3)" in out
     assert f"task succeeded: tqtest.tasks.mul({second.id}) args=(6, 7)" in out, out[-2000:]
 
