@@ -186,7 +186,8 @@ def events(
         if writer_pid(directory) is not None or directory.is_file():
             printer.print_all(EventLog(directory).follow(since=since, stop=stop), count)
             return
-        printer.print_all(EventLog(directory).read(since=since), count)
+        if directory.exists():
+            printer.print_all(EventLog(directory).read(since=since), count)
         printer.note("-> no recorder is appending to the log: following the broker")
         _print_live(obj.app, printer, stop, count)
     except KeyboardInterrupt:
