@@ -13,15 +13,8 @@ import click
 
 from ..supervisor import ipc
 from ..supervisor.managed import tail
-from .supervise import (
-    POLL_S,
-    fetch,
-    log_to_stderr,
-    make_supervisor,
-    resolve_run_dir,
-    run_dir_option,
-    supervisor_options,
-)
+from .supervise import make_supervisor, supervisor_options
+from .supervisor_client import POLL_S, fetch, log_to_stderr, resolve_run_dir, run_dir_option
 
 
 @click.command()
