@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import queue
@@ -18,17 +17,16 @@ from typing import Any
 
 from ..errors import TQError
 from . import ipc, process, requests
+from .adoption import restore_table
 from .managed import BACKOFF, FATAL, RUNNING, STARTING, STOPPED, STOPPING, ManagedNode
 from .nodes import NodeSpec
 from .notices import NodeNotices
 from .recorder import EventRecorder
 from .rotation import rotate_if_needed
 from .rundir import (
-    STATE_FILE,
     drain_pipe,
     prepare_private_dir,
     prepare_run_dir,
-    remove_stale_pidfile,
     save_table,
 )
 from .sdstatus import SystemdStatus
@@ -104,39 +102,12 @@ class Supervisor:
 
     def load_state(self) -> list[str]:
         """Re-read the node table; adopt nodes still running (by identity). Return notes."""
-        path = self.run_dir / STATE_FILE
-        try:
-            saved = json.loads(path.read_text())
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError) as exc:
-            return [f"ignored unreadable {path}: {exc}"]
-        notes = []
-        for entry in saved.get("nodes", []):
-            spec = NodeSpec.from_saved(entry["spec"])
-            node = ManagedNode(
-                spec=spec, log_path=Path(entry["log_path"]), restarts=entry.get("restarts", 0)
-            )
-            self.nodes[spec.name] = node
-            identity = entry.get("identity")
-            wanted = entry.get("state") not in (STOPPED, FATAL)
-            if identity:
-                saved_identity = process.Identity(
-                    identity["pid"], identity["create_time"], tuple(identity["cmdline"])
-                )
-                if saved_identity.matches():
-                    node.adopt(saved_identity)
-                    notes.append(f"adopted {spec.name} (pid {saved_identity.pid})")
-                    continue
-                notes.append(
-                    f"{spec.name}: pid {saved_identity.pid} is gone or belongs to another "
-                    "process now; not signalled"
-                )
-            remove_stale_pidfile(spec, notes)
-            node.state = entry.get("state", STOPPED) if not wanted else STOPPED
-            if wanted:
-                self.start_node(node)
-        return notes
+        restored = restore_table(self.run_dir)
+        for node in restored.nodes:
+            self.nodes[node.spec.name] = node
+        for node in restored.to_start:
+            self.start_node(node)
+        return restored.notes
 
     def save_state(self) -> None:
         save_table(self.run_dir, self.nodes.values())
