@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -15,6 +16,45 @@ from .appload import find_app
 #: Exit codes: usage errors as click does, runtime errors 1.
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+
+#: Each subcommand as "module:attribute" under tq.cli. A command's module is imported only
+#: when that command runs, so `tq worker` never loads the console, rich or the supervisor.
+COMMANDS = {
+    "worker": "worker:worker",
+    "multi": "multi:multi",
+    "systemd": "systemd:systemd",
+    "console": "console:console",
+    "call": "calls:call",
+    "result": "calls:result",
+    "purge": "calls:purge",
+    "inspect": "remote:inspect",
+    "control": "remote:control",
+    "status": "remote:status",
+    "events": "events:events",
+    "up": "supervise:up",
+    "ps": "supervise:ps",
+    "restart": "supervise:restart",
+    "down": "supervise:down",
+    "kill": "supervise:kill",
+    "logs": "supervisor_cmd:logs",
+    "supervisor": "supervisor_cmd:supervisor",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module when the subcommand is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        module = importlib.import_module(f".{module_name}", __package__)
+        command: click.Command = getattr(module, attribute)
+        return command
 
 
 class CLIContext:
@@ -48,7 +88,10 @@ class CLIContext:
         return self._app
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "-A",
     "--app",
@@ -73,26 +116,6 @@ def cli(
 ) -> None:
     """tq: a task queue that speaks Celery's protocol."""
     ctx.obj = CLIContext(app_spec, broker, result_backend, workdir)
-
-
-def _register_commands() -> None:
-    from . import calls, console, events, multi, remote, supervise, supervisor_cmd, systemd, worker
-
-    cli.add_command(worker.worker)
-    cli.add_command(multi.multi)
-    cli.add_command(systemd.systemd)
-    cli.add_command(console.console)
-    for command in [
-        *calls.COMMANDS,
-        *remote.COMMANDS,
-        *events.COMMANDS,
-        *supervise.COMMANDS,
-        *supervisor_cmd.COMMANDS,
-    ]:
-        cli.add_command(command)
-
-
-_register_commands()
 
 
 def main(argv: list[str] | None = None) -> Any:
