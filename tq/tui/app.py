@@ -24,10 +24,11 @@ from .queue_board import QueueBoard
 from .widgets.header import ConsoleHeader, status_text
 from .widgets.node_table import NodeTable, join_nodes
 from .widgets.queue_table import QueueTable
-from .widgets.task_table import TaskTable, first_seen
+from .widgets.task_table import MAX_ROWS, TaskTable, first_seen
 
 if TYPE_CHECKING:
     from ..app import App as TQApp
+    from ..cluster import TaskState
 
 #: Seconds between UI refreshes: events are folded at any rate, shown at most 10 times a second.
 REFRESH_INTERVAL_S = 0.1
@@ -39,6 +40,8 @@ SUPERVISOR_POLL_S = 2.0
 QUEUE_POLL_S = 2.0
 #: Seconds between asking the workers which queues they consume (sooner when workers change).
 CONSUMERS_REFRESH_S = 30.0
+#: Changed tasks remembered while the tasks view is hidden; past this it is rebuilt when shown.
+HIDDEN_CHANGES_MAX = 2 * MAX_ROWS
 
 
 class ConsoleApp(ConsoleActions):
@@ -73,6 +76,10 @@ class ConsoleApp(ConsoleActions):
         self._nodes_shown_at = 0.0
         self._consumers_asked: tuple[float, frozenset[str]] | None = None
         self._queue_names: dict[str | None, str | None] = {}
+        # Hidden views are not redrawn: what they missed is applied when they are shown again.
+        self._hidden_task_ids: set[str] = set()
+        self._tasks_stale = False
+        self._log_stale = False
         if tq_app is not None:
             feed.queue_flow.resolve = self._resolve_queue
 
@@ -190,13 +197,12 @@ class ConsoleApp(ConsoleActions):
         if not changes and not supervisor_changed and not queues_changed:
             return
         self.refresh_count += 1
-        with self.feed.lock:
-            tasks = [
-                copy.copy(self.feed.state.tasks[task_id])
-                for task_id in changes.task_ids
-                if task_id in self.feed.state.tasks
-            ]
-        tasks.sort(key=first_seen)
+        view = self.current_view
+        task_ids = changes.task_ids
+        if view != "tasks":
+            self._remember_hidden(task_ids)
+            task_ids = set()
+        tasks = self._task_copies(task_ids)
         with self.batch_update():
             if tasks:
                 self.query_one(TaskTable).sync(tasks)
@@ -205,7 +211,44 @@ class ConsoleApp(ConsoleActions):
                 self._nodes_shown_at = now
             if queues_changed:
                 self._refresh_queues()
-            self._write_lines(changes.event_lines)
+            if view == "events":
+                self._write_lines(changes.event_lines)
+            elif changes.event_lines:
+                self._log_stale = True
+
+    def _task_copies(self, task_ids: Iterable[str]) -> list[TaskState]:
+        """Copies of these tasks (those still kept), oldest first."""
+        with self.feed.lock:
+            known = self.feed.state.tasks
+            tasks = [copy.copy(known[task_id]) for task_id in task_ids if task_id in known]
+        tasks.sort(key=first_seen)
+        return tasks
+
+    def _remember_hidden(self, task_ids: set[str]) -> None:
+        if self._tasks_stale:
+            return
+        self._hidden_task_ids |= task_ids
+        if len(self._hidden_task_ids) > HIDDEN_CHANGES_MAX:
+            self._tasks_stale = True  # cheaper to rebuild than to replay when shown
+            self._hidden_task_ids.clear()
+
+    def _catch_up(self, view: str) -> None:
+        """Apply to a view shown again what it missed while hidden."""
+        if view == "tasks" and self._tasks_stale:
+            self._tasks_stale = False
+            with self.feed.lock:
+                tasks = [copy.copy(task) for task in self.feed.state.tasks.values()]
+            self.query_one(TaskTable).rebuild(tasks)
+        elif view == "tasks" and self._hidden_task_ids:
+            tasks = self._task_copies(self._hidden_task_ids)
+            self._hidden_task_ids.clear()
+            self.query_one(TaskTable).sync(tasks)
+        elif view == "events" and self._log_stale:
+            self._log_stale = False
+            with self.feed.lock:
+                lines = list(self.feed.lines)
+            self.query_one(RichLog).clear()
+            self._write_lines(lines)
 
     def _show_status(self) -> None:
         now = self.clock()
@@ -263,12 +306,18 @@ class ConsoleApp(ConsoleActions):
         self.query_one("#queue-hint", Static).update(hint)
 
     def _write_lines(self, lines: Iterable[tuple[str, str]]) -> None:
-        log = self.query_one(RichLog)
+        """Append event lines to the events view, in one write (a write per line costs more)."""
+        block = Text(no_wrap=True, end="")
         for human, line in lines:
-            log.write(Text(line, style=self.event_colours.get(human.split()[-1], ""), no_wrap=True))
+            if block:
+                block.append("\n")
+            block.append(line, style=self.event_colours.get(human.split()[-1], ""))
+        if block:
+            self.query_one(RichLog).write(block)
 
     def on_tabbed_content_tab_activated(self) -> None:
         self.refresh_bindings()
+        self._catch_up(self.current_view)
         table = {"tasks": TaskTable, "nodes": NodeTable, "queues": QueueTable}.get(
             self.current_view
         )

@@ -11,8 +11,12 @@ from textual.widgets import DataTable
 from ... import states
 from ...cluster import TaskState
 
-#: Rows kept in the table; older tasks stay in ClusterState but leave the view.
-MAX_ROWS = 1000
+#: Rows kept in the table; older tasks stay in ClusterState (the filter still finds them).
+MAX_ROWS = 500
+#: Rows past MAX_ROWS before the oldest leave; DataTable.remove_row costs O(rows), so more
+#: than REMOVE_ONE_BY_ONE rows leave in one rebuild of the table instead.
+TRIM_SLACK = 500
+REMOVE_ONE_BY_ONE = 16
 #: Terminal width from which cells are shown with the wide limits.
 WIDE_FROM_COLUMNS = 120
 
@@ -99,31 +103,60 @@ class TaskTable(DataTable[Text]):
 
     def sync(self, tasks: Iterable[TaskState]) -> None:
         """Add, update or drop the rows of these (changed) tasks; call inside batch_update."""
-        added = False
+        new: list[TaskState] = []
+        leaving: list[str] = []
         for task in tasks:
             present = task.uuid in self._seq_by_id
             if not task_matches(task, self.filter_text):
                 if present:
-                    self._drop(task.uuid)
-                continue
-            if present:
+                    leaving.append(task.uuid)
+            elif present:
                 self._update(task)
             else:
-                self._add(task)
-                added = True
-        if added:
-            self._trim()
+                new.append(task)
+        overflow = len(self._seq_by_id) - len(leaving) + len(new) - MAX_ROWS
+        if overflow > TRIM_SLACK:
+            leaving += list(self._seq_by_id)[: max(0, overflow - len(new))]
+        if len(leaving) > REMOVE_ONE_BY_ONE:
+            self._rebuild_from_rows(set(leaving), new)
+            return
+        for task_id in leaving:
+            self._drop(task_id)
+        for task in new:
+            self._add(task)
+        if new:
             self._sort_keeping_cursor()
 
     def rebuild(self, tasks: Iterable[TaskState]) -> None:
-        """Replace every row with these tasks (oldest first in, newest shown first)."""
+        """Replace every row with the newest MAX_ROWS of these tasks that match the filter."""
+        matching = [task for task in tasks if task_matches(task, self.filter_text)]
         self.clear()
         self._seq_by_id.clear()
-        for task in sorted(tasks, key=first_seen):
-            if task_matches(task, self.filter_text):
-                self._add(task)
-        self._trim()
+        for task in sorted(matching, key=first_seen)[-MAX_ROWS:]:
+            self._add(task)
         self.sort("id", key=lambda cell: cell.seq, reverse=True)
+
+    def _rebuild_from_rows(self, leaving: set[str], new: list[TaskState]) -> None:
+        """Clear and re-add the newest MAX_ROWS rows: one pass instead of many remove_row."""
+        keep = self.selected_task_id() if self.cursor_row > 0 else None
+        kept = [
+            (task_id, self.get_row(task_id))
+            for task_id in self._seq_by_id
+            if task_id not in leaving
+        ]
+        self.clear()
+        self._seq_by_id.clear()
+        rows: list[tuple[str, tuple[Text, ...]]] = [
+            (task_id, tuple(cells[1:])) for task_id, cells in kept
+        ]
+        rows += [(task.uuid, self._cells(task)) for task in new]
+        for task_id, cells in rows[-MAX_ROWS:]:
+            self._next_seq += 1
+            self._seq_by_id[task_id] = self._next_seq
+            self.add_row(TaskIdCell(task_id, self._next_seq), *cells, key=task_id)
+        self.sort("id", key=lambda cell: cell.seq, reverse=True)
+        if keep is not None and keep in self._seq_by_id:
+            self.move_cursor(row=self.get_row_index(keep), scroll=False)
 
     def _add(self, task: TaskState) -> None:
         self._next_seq += 1
@@ -141,10 +174,6 @@ class TaskTable(DataTable[Text]):
     def _drop(self, task_id: str) -> None:
         del self._seq_by_id[task_id]
         self.remove_row(task_id)
-
-    def _trim(self) -> None:
-        while len(self._seq_by_id) > MAX_ROWS:
-            self._drop(next(iter(self._seq_by_id)))
 
     def _sort_keeping_cursor(self) -> None:
         keep = self.selected_task_id() if self.cursor_row > 0 else None
