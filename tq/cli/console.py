@@ -77,7 +77,7 @@ def run_replay(path: Path, *, view: str = "tasks") -> None:
 @click.command()
 @click.option(
     "--view",
-    type=click.Choice(["tasks", "nodes", "events"]),
+    type=click.Choice(["tasks", "nodes", "queues", "events"]),
     default="tasks",
     show_default=True,
     help="The view to open on.",
@@ -103,7 +103,7 @@ def console(
     log_dir: str | None,
     replay: Path | None,
 ) -> None:
-    """Watch and steer the cluster: tasks, nodes and events, live (workers need -E)."""
+    """Watch and steer the cluster: tasks, nodes, queues and events, live (workers need -E)."""
     if replay is not None:
         run_replay(replay, view=view)
         return
