@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -90,6 +91,9 @@ class PreforkPool:
         result_reader, result_writer = self._context.Pipe(duplex=False)
         index = self._free_index()
         inherited = [fd for child in self.children for fd in _parent_fds(child)]
+        # Objects that exist before the fork are never traversed by the child's collector, so
+        # the child does not touch (and copy) the parent's pages: a smaller pool in memory.
+        gc.freeze()
         process = self._context.Process(
             target=self.child_main,
             args=(index, job_reader, result_writer, inherited),
