@@ -59,7 +59,8 @@ class App:
         self._routes_source: Any = None
         self._oid: tuple[int, str] | None = None
         self._control: Control | None = None
-        self._sent_dispatcher: Any = None
+        # task-sent dispatchers, one per thread: each rides on its thread's publishing connection.
+        self._sent_dispatchers = threading.local()
         self._created_queues: dict[tuple[str, Any], Queue] = {}
 
     def __repr__(self) -> str:
@@ -78,7 +79,7 @@ class App:
         self._publisher = None
         self._routers = None
         self._control = None
-        self._sent_dispatcher = None
+        self._sent_dispatchers = threading.local()
 
     @property
     def broker_url(self) -> str:
@@ -354,10 +355,11 @@ class App:
         """Publish task-sent (task_send_sent_event), from this client as gen<pid>@host."""
         from .events import EventDispatcher, task_sent_fields
 
-        dispatcher = self._sent_dispatcher
-        if dispatcher is None or dispatcher.pid != os.getpid():
-            dispatcher = self._sent_dispatcher = EventDispatcher(
-                self.publisher.connection,
+        connection = self.publisher.connection
+        dispatcher = getattr(self._sent_dispatchers, "dispatcher", None)
+        if dispatcher is None or dispatcher.connection is not connection:
+            dispatcher = self._sent_dispatchers.dispatcher = EventDispatcher(
+                connection,
                 hostname=message.headers["origin"],
                 exchange_name=self.conf.event_exchange,
                 enabled_groups=("task",),

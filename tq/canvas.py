@@ -16,10 +16,12 @@ from .errors import TQError
 from .protocol import saferepr
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from .app import App
     from .result import AsyncResult, GroupResult
 
-    AnyResult = AsyncResult | GroupResult
+    AnyResult: TypeAlias = AsyncResult | GroupResult
 
 #: Signature classes by their Celery `subtask_type` (chain, group, chord), filled on import.
 SIGNATURE_TYPES: dict[str, type[Signature]] = {}
