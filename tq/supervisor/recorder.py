@@ -18,6 +18,8 @@ logger = logging.getLogger("tq.supervisor")
 
 #: How long stopping waits for the recorder to flush and let go of the broker.
 STOP_TIMEOUT_S = 5.0
+#: How long starting waits for the recorder to listen, so the nodes' first events are recorded.
+LISTEN_WAIT_S = 2.0
 
 
 class EventRecorder:
@@ -41,14 +43,16 @@ class EventRecorder:
         self.max_bytes = max_bytes
         self.recorded = 0
         self._stop = threading.Event()
+        self._listening = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Begin recording (if there is an app to listen to)."""
+        """Begin recording (if there is an app to listen to); wait a moment until it listens."""
         if self.app is None or self._thread is not None:
             return
         self._thread = threading.Thread(target=self._run, name="tq-recorder", daemon=True)
         self._thread.start()
+        self._listening.wait(LISTEN_WAIT_S)
 
     def stop(self) -> None:
         """Stop recording and close the log."""
@@ -64,6 +68,7 @@ class EventRecorder:
             )
         except TQError as exc:
             logger.warning("not recording events: %s", exc)
+            self._listening.set()
             return
         logger.info("recording events to %s", self.directory)
 
@@ -76,6 +81,11 @@ class EventRecorder:
                 self._stop.set()
 
         try:
-            receive_events(self.app, append, is_cancelled=self._stop.is_set)
+            receive_events(
+                self.app,
+                append,
+                is_cancelled=self._stop.is_set,
+                on_connection=lambda up: self._listening.set(),
+            )
         finally:
             writer.close()
