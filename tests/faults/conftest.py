@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import ROOT, BrokerEnv, WorkerProcess
 
 from .ledger import LEDGER_ENV, FaultRow, Ledger, format_table
+from .servers import OwnRedis, free_port, have_redis_server
 
 #: The key under which a test's row travels in its report (and from pytest-xdist workers).
 ROW_PROPERTY = "fault_row"
@@ -104,6 +105,17 @@ def wait_pool_size(worker: WorkerProcess, size: int, *, without: int | None = No
             return children
         time.sleep(0.05)
     raise AssertionError(f"pool has {children}, expected {size} processes (not {without})")
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test's own (free loopback port, append-only file in tmp_path)."""
+    if not have_redis_server():
+        pytest.skip("redis-server is not installed")
+    server = OwnRedis(tmp_path, free_port())
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
