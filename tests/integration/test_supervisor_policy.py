@@ -63,3 +63,9 @@ def test_a_new_policy_alone_changes_no_process_and_survives_readoption(cluster):
     assert rows[f"celery2@{HOST}"]["policy"]["restart"] == "forever"
     assert rows[f"celery2@{HOST}"]["policy"]["stop_timeout_s"] == 5.0
     assert rows[f"celery1@{HOST}"]["policy"]["restart"] == "on-failure"
+
+
+def test_a_bad_policy_is_refused_before_any_supervisor_starts(cluster):
+    result = cluster.tq("up", "2", "--restart:2=always", check=False)
+    assert result.returncode == 2 and "--restart=always: use on-failure or forever" in result.stderr
+    assert "Traceback" not in result.stderr and not (cluster.run_dir / "supervisor.sock").exists()

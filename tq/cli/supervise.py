@@ -15,6 +15,7 @@ from rich.table import Table
 
 from ..supervisor import ipc
 from ..supervisor.managed import FATAL, RUNNING, STOPPED
+from ..supervisor.nodes import expand_nodes
 from .supervisor_client import (
     add_active_counts,
     ensure_supervisor,
@@ -138,6 +139,8 @@ def up(
         raise click.UsageError("tq up needs the app: tq -A proj up N ...")
     directory = resolve_run_dir(options["run_dir"])
     argv = [*global_words(obj), *node_args] if node_args else []
+    if argv:
+        expand_nodes(argv)  # a grammar error is said here, before any supervisor starts
     if foreground:
         log_to_stderr()
         sys.exit(make_supervisor(obj, options, foreground=True).run(initial_argv=argv))
