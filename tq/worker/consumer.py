@@ -21,9 +21,10 @@ from .child import child_loop
 from .connection import connect_with_retry, recoverable_errors, restore_orphans
 from .executor import execute
 from .heartbeat import WorkerEvents
+from .limits import enforce_time_limits
 from .logs import reopen_log_files
 from .pool import Child, PreforkPool, make_pool
-from .request import Held, receive, received_event_fields
+from .request import Held, check_receive_config, receive, received_event_fields
 from .shutdown import ShutdownSignals
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class Worker:
         self.exit_code = 0
         self.queues = self._select_queues()
         self.accept = list(app.conf.accept_content)
+        check_receive_config(app)  # a bad signing key stops the worker before it consumes
         self.reserved: deque[Held] = deque()
         self.eta_held: set[Held] = set()
         self.active: dict[int, Held] = {}
@@ -166,11 +168,13 @@ class Worker:
             auto_declare=True,
         )
         consumer.qos(prefetch_count=self.prefetch_limit)
+        # Before consume(): py-amqp may hand over waiting messages while it waits for
+        # ConsumeOk, and their task-received events need a dispatcher.
+        self.events.connect(connection)
         consumer.consume()
         self.task_consumer = consumer
         if not self.app.conf.worker_disable_remote_control:
             self._control_consumer = control.listen(self, connection)
-        self.events.connect(connection)
         self.hub.call_repeatedly(HEARTBEAT_INTERVAL_S, self.events.heartbeat)
         self.hub.propagate_errors = connection.connection_errors + connection.channel_errors
         connection.transport.register_with_event_loop(connection.connection, self.hub)
@@ -405,22 +409,7 @@ class Worker:
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
-        for held in list(self.active.values()):
-            if held.started_at is None or held.child is None:
-                continue
-            elapsed = now - held.started_at
-            if held.soft_time_limit and not held.soft_sent and elapsed >= held.soft_time_limit:
-                held.soft_sent = True
-                logger.warning(
-                    "Soft time limit (%ss) exceeded for %s[%s]",
-                    held.soft_time_limit,
-                    held.request.name,
-                    held.request.id,
-                )
-                self.pool.signal_child(held.child, signal.SIGUSR1)
-            if held.time_limit and not held.timed_out and elapsed >= held.time_limit:
-                held.timed_out = True
-                self.pool.signal_child(held.child, signal.SIGKILL)
+        enforce_time_limits(self.active.values(), self.pool, now)
         self.pool.check_alive()
         if self.autoscale is not None and control.autoscale_step(self, now):
             self.update_qos()

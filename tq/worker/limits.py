@@ -1,0 +1,33 @@
+"""Time limits of running tasks: past its soft limit a task's pool process gets SIGUSR1
+(SoftTimeLimitExceeded inside the task), past its hard limit SIGKILL (the pool replaces it)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Iterable
+from typing import Any
+
+from .request import Held
+
+logger = logging.getLogger("tq.worker")
+
+
+def enforce_time_limits(active: Iterable[Held], pool: Any, now: float) -> None:
+    """Signal the pool process of every running task past one of its limits, once per limit."""
+    for held in list(active):
+        if held.started_at is None or held.child is None:
+            continue
+        elapsed = now - held.started_at
+        if held.soft_time_limit and not held.soft_sent and elapsed >= held.soft_time_limit:
+            held.soft_sent = True
+            logger.warning(
+                "Soft time limit (%ss) exceeded for %s[%s]",
+                held.soft_time_limit,
+                held.request.name,
+                held.request.id,
+            )
+            pool.signal_child(held.child, signal.SIGUSR1)
+        if held.time_limit and not held.timed_out and elapsed >= held.time_limit:
+            held.timed_out = True
+            pool.signal_child(held.child, signal.SIGKILL)
