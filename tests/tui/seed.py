@@ -9,6 +9,7 @@ from tq.cli.events import EVENT_COLOURS, format_event
 from tq.queues import QueueDepth
 from tq.tui.app import ConsoleApp
 from tq.tui.feed import EventFeed
+from tq.tui.operations import ConsoleOperations, SupervisorView
 from tq.tui.queue_board import QueueFlow
 
 #: Seed events happen at this fixed time; the seeded console's clock stands at NOW.
@@ -110,9 +111,48 @@ def seeded_feed() -> EventFeed:
     return feed
 
 
-def seeded_app() -> ConsoleApp:
-    """A console over the seed data, with no broker and no supervisor, its clock stopped."""
-    app = ConsoleApp(seeded_feed(), event_colours=EVENT_COLOURS, clock=lambda: NOW)
+def supervisor_row(name: str, state: str, pid: int | None, **fields: Any) -> dict[str, Any]:
+    """One row of the supervisor's `ps`, as the console gets it."""
+    row = {
+        "name": name,
+        "state": state,
+        "pid": pid,
+        "uptime_s": 3725.0 if pid else None,
+        "restarts": 0,
+        "queues": "celery",
+        "concurrency": "4",
+        "cpu_percent": 12.5 if pid else 0.0,
+        "rss_bytes": 96 << 20 if pid else 0,
+    }
+    return {**row, **fields}
+
+
+SUPERVISED = SupervisorView(
+    nodes=(
+        supervisor_row("w1@host", "RUNNING", 4242),
+        supervisor_row("w2@host", "RUNNING", 4243, queues="celery,images", restarts=1),
+        supervisor_row("w3@host", "FATAL", None, queues="reports", restarts=5),
+    )
+)
+
+
+class SeededOperations(ConsoleOperations):
+    """No broker; a supervisor that always answers with the SUPERVISED table."""
+
+    def supervisor(self) -> SupervisorView:
+        return SUPERVISED
+
+
+def seeded_app(*, supervised: bool = False) -> ConsoleApp:
+    """A console over the seed data, its clock stopped; no broker, and a supervisor if asked."""
+    feed = seeded_feed()
+    if supervised:
+        feed.fold({"type": "worker-heartbeat", "hostname": "w2@host", "timestamp": T0 + 5,
+                   "freq": 2.0, "active": 3, "processed": 118, "loadavg": [0.9, 0.7, 0.5]})  # fmt: skip
+    app = ConsoleApp(feed, event_colours=EVENT_COLOURS, clock=lambda: NOW)
+    if supervised:
+        app.operations = SeededOperations(None, None)
+        app.supervisor_view = SUPERVISED
     seed_history(app)
     seed_queues(app)
     return app

@@ -59,8 +59,7 @@ def supervised(tmp_path, monkeypatch):
 
 def process_of(nodes: NodeTable, name: str) -> tuple[str, str]:
     """(state, pid) as the nodes view shows them."""
-    row = [str(cell) for cell in nodes.get_row(name)]
-    return row[6], row[7]
+    return str(nodes.get_cell(name, "proc")), str(nodes.get_cell(name, "pid"))
 
 
 @pytest.mark.timeout(120)

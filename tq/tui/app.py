@@ -288,7 +288,7 @@ class ConsoleApp(ConsoleActions):
         view = self.supervisor_view
         self.query_one(NodeTable).sync(join_nodes(workers, view.nodes), now=self.clock())
         hint = (
-            "s start  x stop  r restart  (+/- grow/shrink the pool: any node, over the broker)"
+            "s start  x stop  r restart  (supervisor)   +/- pool size (remote control)"
             if view.available
             else f"start/stop/restart disabled: {view.reason}"
         )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from rich.text import Text
 from textual.coordinate import Coordinate
+from textual.events import Resize
 from textual.widgets import DataTable
 
 from ... import states
@@ -30,13 +32,15 @@ STATE_STYLES = {
     states.REVOKED: "magenta",
     states.REJECTED: "magenta",
 }
+#: (key, label, shown when narrow).
 COLUMNS = (
-    ("id", "ID"),
-    ("name", "Name"),
-    ("state", "State"),
-    ("args", "Args"),
-    ("worker", "Worker"),
-    ("runtime", "Runtime"),
+    ("id", "ID", True),
+    ("name", "Name", True),
+    ("state", "State", True),
+    ("args", "Args", True),
+    ("worker", "Worker", True),
+    ("received", "Received", False),
+    ("runtime", "Runtime", True),
 )
 
 
@@ -75,12 +79,32 @@ class TaskTable(DataTable[Text]):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
         self.filter_text = ""
+        self.wide = False
         self._seq_by_id: dict[str, int] = {}
+        #: The task each row shows (to redraw it with other columns).
+        self._tasks: dict[str, TaskState] = {}
         self._next_seq = 0
 
+    @property
+    def column_keys(self) -> list[str]:
+        return [key for key, _label, narrow in COLUMNS if self.wide or narrow]
+
     def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+        self._set_columns(self.app.size.width >= WIDE_FROM_COLUMNS)
+
+    def on_resize(self, event: Resize) -> None:
+        wide = self.app.size.width >= WIDE_FROM_COLUMNS
+        if wide != self.wide:
+            tasks = [self._tasks[task_id] for task_id in self._seq_by_id]
+            self._set_columns(wide)
+            self.rebuild(tasks)
+
+    def _set_columns(self, wide: bool) -> None:
+        self.wide = wide
+        self.clear(columns=True)
+        for key, label, narrow in COLUMNS:
+            if wide or narrow:
+                self.add_column(label, key=key)
 
     def selected_task_id(self) -> str | None:
         """The id of the task under the cursor, if any."""
@@ -90,16 +114,21 @@ class TaskTable(DataTable[Text]):
         return cell.uuid if isinstance(cell, TaskIdCell) else None
 
     def _cells(self, task: TaskState) -> tuple[Text, ...]:
-        wide = self.app.size.width >= WIDE_FROM_COLUMNS
-        name_max, args_max, worker_max = (36, 40, 30) if wide else (18, 12, 14)
+        """The row's cells after the id, for the columns shown."""
+        name_max, args_max, worker_max = (36, 40, 30) if self.wide else (18, 12, 14)
         runtime = f"{task.runtime:.3f}s" if task.runtime is not None else ""
-        return (
+        cells = [
             Text(_cut(task.name, name_max)),
             Text(task.state, style=STATE_STYLES.get(task.state, "")),
             Text(_cut(task.args, args_max)),
             Text(_cut(task.worker, worker_max)),
-            Text(runtime, justify="right"),
-        )
+        ]
+        if self.wide:
+            seen = first_seen(task)
+            stamp = datetime.fromtimestamp(seen, UTC).strftime("%H:%M:%S.%f")[:-3] if seen else ""
+            cells.append(Text(stamp, style="dim"))
+        cells.append(Text(runtime, justify="right"))
+        return tuple(cells)
 
     def sync(self, tasks: Iterable[TaskState]) -> None:
         """Add, update or drop the rows of these (changed) tasks; call inside batch_update."""
@@ -132,6 +161,7 @@ class TaskTable(DataTable[Text]):
         matching = [task for task in tasks if task_matches(task, self.filter_text)]
         self.clear()
         self._seq_by_id.clear()
+        self._tasks = {}
         for task in sorted(matching, key=first_seen)[-MAX_ROWS:]:
             self._add(task)
         self.sort("id", key=lambda cell: cell.seq, reverse=True)
@@ -139,21 +169,12 @@ class TaskTable(DataTable[Text]):
     def _rebuild_from_rows(self, leaving: set[str], new: list[TaskState]) -> None:
         """Clear and re-add the newest MAX_ROWS rows: one pass instead of many remove_row."""
         keep = self.selected_task_id() if self.cursor_row > 0 else None
-        kept = [
-            (task_id, self.get_row(task_id))
-            for task_id in self._seq_by_id
-            if task_id not in leaving
-        ]
+        kept = [self._tasks[task_id] for task_id in self._seq_by_id if task_id not in leaving]
         self.clear()
         self._seq_by_id.clear()
-        rows: list[tuple[str, tuple[Text, ...]]] = [
-            (task_id, tuple(cells[1:])) for task_id, cells in kept
-        ]
-        rows += [(task.uuid, self._cells(task)) for task in new]
-        for task_id, cells in rows[-MAX_ROWS:]:
-            self._next_seq += 1
-            self._seq_by_id[task_id] = self._next_seq
-            self.add_row(TaskIdCell(task_id, self._next_seq), *cells, key=task_id)
+        self._tasks = {}
+        for task in [*kept, *new][-MAX_ROWS:]:
+            self._add(task)
         self.sort("id", key=lambda cell: cell.seq, reverse=True)
         if keep is not None and keep in self._seq_by_id:
             self.move_cursor(row=self.get_row_index(keep), scroll=False)
@@ -161,18 +182,21 @@ class TaskTable(DataTable[Text]):
     def _add(self, task: TaskState) -> None:
         self._next_seq += 1
         self._seq_by_id[task.uuid] = self._next_seq
+        self._tasks[task.uuid] = task
         self.add_row(TaskIdCell(task.uuid, self._next_seq), *self._cells(task), key=task.uuid)
 
     def _update(self, task: TaskState) -> None:
+        self._tasks[task.uuid] = task
         current = self.get_row(task.uuid)
-        for (column, _label), old, new in zip(
-            COLUMNS[1:], current[1:], self._cells(task), strict=True
+        for column, old, new in zip(
+            self.column_keys[1:], current[1:], self._cells(task), strict=True
         ):
             if old != new:
                 self.update_cell(task.uuid, column, new)
 
     def _drop(self, task_id: str) -> None:
         del self._seq_by_id[task_id]
+        del self._tasks[task_id]
         self.remove_row(task_id)
 
     def _sort_keeping_cursor(self) -> None:
