@@ -154,6 +154,11 @@ def test_supervisor_files_are_owner_only_and_ps_shows_no_password(amqp_broker, m
         [row] = rows["nodes"]
         assert row["state"] == "RUNNING" and node in table
         assert PASSWORD not in table and PASSWORD not in json.dumps(rows)
+        # The URL reached the node through its environment, not its public command line.
+        node_process = psutil.Process(row["pid"])
+        for process in [node_process, *node_process.children(recursive=True)]:
+            assert PASSWORD not in " ".join(process.cmdline()), process.cmdline()
+        assert node_process.environ()["TQ_BROKER_URL"] == PASSWORD_URL
         log_dir = data_dir / "log"
         node_log, pidfile = Path(row["log"]), run_dir / f"{node}.pid"
         assert node_log.parent == log_dir and pidfile.exists()

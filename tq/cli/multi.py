@@ -41,6 +41,7 @@ from ..supervisor.nodes import (
     global_words,
 )
 from ..supervisor.policy import POLICY_KEYS, Policy
+from ..supervisor.process import hide_urls
 from ..worker.pidfile import Pidfile
 
 #: How long `start` waits for a worker to write its pid file before calling it FAILED.
@@ -234,26 +235,28 @@ def _start(nodes: list[NodeSpec], say: _Say) -> int:
 
 def _launch(node: NodeSpec, say: _Say) -> tuple[subprocess.Popen[bytes] | None, str | None, int]:
     """Start one worker in its own session: (process, why it could not start, log offset)."""
-    command = node.command()
+    command, urls = hide_urls(node.command())
+    env = {**os.environ, **urls}
     if say.verbose:
         say.line(f"\t> {node.name}: {shlex.join(command)}")
     log_path = _main_log(node)
     try:
         Path(node.pidfile).parent.mkdir(parents=True, exist_ok=True)
         if log_path is None:
-            return _spawn(command, subprocess.DEVNULL), None, 0
+            return _spawn(command, subprocess.DEVNULL, env), None, 0
         log_path.parent.mkdir(parents=True, exist_ok=True)
         offset = log_path.stat().st_size if log_path.exists() else 0
         with open(log_path, "ab") as log:
             # stderr to the log: a worker that dies before logging (bad option, bad app) says why
-            return _spawn(command, log), None, offset
+            return _spawn(command, log, env), None, offset
     except OSError as exc:
         return None, f"cannot start: {exc}", 0
 
 
-def _spawn(command: list[str], stderr: Any) -> subprocess.Popen[bytes]:
+def _spawn(command: list[str], stderr: Any, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         command,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=stderr,

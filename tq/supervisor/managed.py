@@ -62,8 +62,8 @@ class ManagedNode:
 
     def start(self, *, env: dict[str, str], cwd: str) -> None:
         """Spawn the node (after a crash, a restart or for the first time)."""
-        command = self.spec.command()
-        self.popen = process.spawn(command, log_path=self.log_path, env=env, cwd=cwd)
+        command, urls = process.hide_urls(self.spec.command())
+        self.popen = process.spawn(command, log_path=self.log_path, env={**env, **urls}, cwd=cwd)
         self.identity = process.identity_of_spawned(self.popen.pid, command)
         self.state, self.started_at, self.ready = STARTING, time.time(), False
         self.retry_at = self.stop_deadline = None

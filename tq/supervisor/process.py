@@ -55,6 +55,34 @@ def identity_of_spawned(pid: int, command: Sequence[str]) -> Identity:
     return Identity(pid, create_time, tuple(command))
 
 
+#: tq's global options whose values can hold a password, and the variable that carries each
+#: to the node instead: every local user can read a command line (/proc), not an environment.
+URL_OPTIONS = {
+    "-b": "TQ_BROKER_URL",
+    "--broker": "TQ_BROKER_URL",
+    "--result-backend": "TQ_RESULT_BACKEND",
+}
+
+
+def hide_urls(command: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Move -b/--broker/--result-backend values (before `worker`) from command into variables."""
+    words = list(command)
+    stop = words.index("worker") if "worker" in words else len(words)
+    kept, env = [], {}
+    position = 0
+    while position < len(words):
+        key, equals, value = words[position].partition("=")
+        if position < stop and key in URL_OPTIONS and (equals or position + 1 < stop):
+            if not equals:
+                position += 1
+                value = words[position]
+            env[URL_OPTIONS[key]] = value
+        else:
+            kept.append(words[position])
+        position += 1
+    return kept, env
+
+
 def spawn(
     command: list[str], *, log_path: Path, env: dict[str, str], cwd: str
 ) -> subprocess.Popen[bytes]:
