@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kombu.serialization import dumps, loads, prepare_accept_content
 
@@ -28,6 +28,41 @@ GROUP_STATE = "GROUP"
 #: Polling backends start fast (a task that takes 1 ms should not wait 500 ms) and back off.
 POLL_START_S = 0.001
 POLL_MAX_S = 0.1
+
+#: A backend that cannot be reached (connection refused or lost) is tried again for this long
+#: before the operation fails: results written while it restarts are not lost.
+UNAVAILABLE_RETRY_S = 30.0
+#: The first wait before trying an unreachable backend again; it doubles up to the maximum.
+UNAVAILABLE_BACKOFF_S = 0.1
+UNAVAILABLE_BACKOFF_MAX_S = 1.0
+
+T = TypeVar("T")
+
+
+def retry_unavailable(
+    call: Callable[[], T],
+    is_unavailable: Callable[[BaseException], bool],
+    *,
+    deadline: float | None = None,
+) -> T:
+    """Return call(), trying again with back-off while it fails because the backend is away.
+
+    Gives up (re-raises) at `deadline` (time.monotonic()), or UNAVAILABLE_RETRY_S after the
+    first failure when there is none. Other errors are raised at once.
+    """
+    delay = UNAVAILABLE_BACKOFF_S
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            if deadline is None:
+                deadline = time.monotonic() + UNAVAILABLE_RETRY_S
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, UNAVAILABLE_BACKOFF_MAX_S)
 
 
 @dataclass(frozen=True)

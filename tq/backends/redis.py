@@ -25,6 +25,7 @@ from .base import (
     part_result,
     pending_meta,
     raise_timeout,
+    retry_unavailable,
 )
 
 if TYPE_CHECKING:
@@ -125,13 +126,23 @@ class RedisBackend(KeyValueBackend):
         except self._redis.RedisError as exc:
             raise BackendError(f"redis result backend {self.url}: {what} failed: {exc}") from exc
 
+    def _unavailable(self, exc: BaseException) -> bool:
+        """Whether exc means Redis could not be reached (worth trying again), not a refusal."""
+        cause = exc.__cause__ if isinstance(exc, BackendError) else exc
+        return isinstance(cause, (self._redis.ConnectionError, self._redis.TimeoutError))
+
     def get(self, key: str) -> bytes | None:
         return self._call("GET", self.client.get, key)
 
     def set(self, key: str, value: bytes | str, state: str) -> None:
         expires = int(self.expires_s) if self.expires_s else 0
-        script = self.client and self._store_script
-        self._call("store", script, [key], [value, expires])
+
+        def store() -> None:
+            script = self.client and self._store_script
+            self._call("store", script, [key], [value, expires])
+
+        # A worker keeps its results through a Redis restart (UNAVAILABLE_RETRY_S at most).
+        retry_unavailable(store, self._unavailable)
 
     def delete(self, key: str) -> None:
         self._call("DEL", self.client.delete, key)
@@ -139,8 +150,14 @@ class RedisBackend(KeyValueBackend):
     def wait_for(
         self, task_id: str, timeout: float | None = None, interval: float = 0.5
     ) -> dict[str, Any]:
-        key = TASK_KEY_PREFIX + task_id
         deadline = None if timeout is None else time.monotonic() + timeout
+        # Redis away for a while (a restart) is waited out: subscribe again and read again.
+        return retry_unavailable(
+            lambda: self._wait_once(task_id, deadline), self._unavailable, deadline=deadline
+        )
+
+    def _wait_once(self, task_id: str, deadline: float | None) -> dict[str, Any]:
+        key = TASK_KEY_PREFIX + task_id
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         try:
             # Subscribe first, then read: a result stored in between is not missed.
@@ -185,6 +202,15 @@ class RedisBackend(KeyValueBackend):
     ) -> dict[str, dict[str, Any]]:
         """Subscribe to every pending result, read them all once, then take the pushes."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        return retry_unavailable(
+            lambda: self._wait_many_once(task_ids, deadline, stop_on_failure),
+            self._unavailable,
+            deadline=deadline,
+        )
+
+    def _wait_many_once(
+        self, task_ids: list[str], deadline: float | None, stop_on_failure: bool
+    ) -> dict[str, dict[str, Any]]:
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         try:
             for start in range(0, len(task_ids), SUBSCRIBE_BATCH):
@@ -241,19 +267,21 @@ class RedisBackend(KeyValueBackend):
         score = "+inf" if index is None else str(index)
         prefix = GROUP_KEY_PREFIX + group_id
         encoded = self.encode([1, task_id, state, part_result(result, state)])
-        self.client  # noqa: B018 - makes sure the scripts are registered in this process
-        answer = self._call(
-            "chord part",
-            self._chord_script,
-            [prefix + ".j", prefix + ".t", prefix + ".s", prefix + ".d", prefix + ".c"],
-            [
-                f"{task_id}:{score}",
-                encoded,
-                score,
-                int(self.expires_s) if self.expires_s else 0,
-                CHORD_DONE_EXPIRES_S,
-            ],
-        )
+        keys = [prefix + ".j", prefix + ".t", prefix + ".s", prefix + ".d", prefix + ".c"]
+        arguments = [
+            f"{task_id}:{score}",
+            encoded,
+            score,
+            int(self.expires_s) if self.expires_s else 0,
+            CHORD_DONE_EXPIRES_S,
+        ]
+
+        def count_part() -> Any:
+            self.client  # noqa: B018 - makes sure the scripts are registered in this process
+            return self._call("chord part", self._chord_script, keys, arguments)
+
+        # Safe to run again: the part's <id>:<index> is recorded once (the .d set).
+        answer = retry_unavailable(count_part, self._unavailable)
         if len(answer) < 2:
             return None
         parts = []

@@ -32,8 +32,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tq.worker")
 
-#: A result write that fails is retried this many times before the result is given up.
+#: A result write that fails is retried this many times, within RESULT_STORE_RETRY_S in all,
+#: before the result is given up. Backends wait out an unreachable server themselves
+#: (backends.base.UNAVAILABLE_RETRY_S): the time bound keeps that from being multiplied.
 RESULT_STORE_ATTEMPTS = 5
+RESULT_STORE_RETRY_S = 30.0
 RESULT_STORE_BACKOFF_S = 0.2
 
 
@@ -104,6 +107,7 @@ def _write_state(
     app: App, request: TaskRequest, result: Any, state: str, traceback: str | None, hostname: str
 ) -> None:
     """Store a state, retrying a failing backend a few times before giving up with a log line."""
+    deadline = time.monotonic() + RESULT_STORE_RETRY_S
     for attempt in range(1, RESULT_STORE_ATTEMPTS + 1):
         try:
             app.backend.store_result(request.id, result, state, traceback, request, worker=hostname)
@@ -132,12 +136,13 @@ def _write_state(
                     logger.error("Task %s[%s]: result lost: %r", request.name, request.id, again)
             return
         except TQError as exc:  # BackendError, DataDirError: the store may come back
-            if attempt == RESULT_STORE_ATTEMPTS:
+            pause_s = RESULT_STORE_BACKOFF_S * attempt
+            if attempt == RESULT_STORE_ATTEMPTS or time.monotonic() + pause_s > deadline:
                 logger.error(
                     "Task %s[%s]: result of state %s lost: %s", request.name, request.id, state, exc
                 )
                 return
-            time.sleep(RESULT_STORE_BACKOFF_S * attempt)
+            time.sleep(pause_s)
         except Exception as exc:  # never lose the pool process over a result write
             logger.error(
                 "Task %s[%s]: result of state %s lost: %r", request.name, request.id, state, exc
