@@ -104,6 +104,7 @@ class Transport(virtual.Transport):
         self._holder: Holder | None = None
         self._next_orphan_check = 0.0
         self._hub_poller: HubPoller | None = None
+        self._idle_backoff_s = MIN_POLL_BACKOFF_S
 
     @property
     def store(self) -> BrokerStore:
@@ -189,17 +190,19 @@ class Transport(virtual.Transport):
     def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> None:
         """Deliver one message, sleeping 1 ms doubling to polling_interval while none come."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        backoff_s = MIN_POLL_BACKOFF_S
         while True:
             self.maybe_restore_orphans()
             if self.drain_nowait(1):
+                self._idle_backoff_s = MIN_POLL_BACKOFF_S
                 return
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 raise TimeoutError()  # socket.timeout, what kombu callers catch
-            sleep_s = backoff_s if deadline is None else min(backoff_s, deadline - now)
-            time.sleep(sleep_s)
-            backoff_s = min(backoff_s * 2, self.polling_interval)
+            # The backoff outlives the call: a caller draining with short timeouts in a loop
+            # (a monitor) must not restart at 1 ms polls each time.
+            backoff_s = self._idle_backoff_s
+            time.sleep(backoff_s if deadline is None else min(backoff_s, deadline - now))
+            self._idle_backoff_s = min(backoff_s * 2, self.polling_interval)
 
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
         """Consume under a kombu Hub: see HubPoller."""
