@@ -276,6 +276,16 @@ class ConsoleActions(App[None]):
         """Run one operation off the UI thread and show its outcome."""
         self.call_from_thread(self.notify, operation(*args))
 
+    @work(thread=True, group="actions")
+    def run_supervised(self, operation: Callable[[str], str], node: str) -> None:
+        """Run a node operation, then ask the supervisor again at once (not at the next poll)."""
+        self.call_from_thread(self.notify, operation(node))
+        self.call_from_thread(self.poll_supervisor)
+
+    def poll_supervisor(self) -> object:
+        """Ask the local supervisor for its table again (ConsoleApp does it in a worker)."""
+        return None
+
     # -- acting on nodes --------------------------------------------------------------------
 
     def _node_action(self, action: str) -> str | None:
@@ -288,14 +298,14 @@ class ConsoleActions(App[None]):
     def action_start_node(self) -> None:
         node = self._node_action("start_node")
         if node is not None:
-            self.run_operation(self.operations.start_node, node)
+            self.run_supervised(self.operations.start_node, node)
 
     def action_stop_node(self) -> None:
         node = self._node_action("stop_node")
         if node is not None:
             self.confirm(
                 f"Stop node {node}? (warm: running tasks finish first)",
-                lambda: self.run_operation(self.operations.stop_node, node),
+                lambda: self.run_supervised(self.operations.stop_node, node),
             )
 
     def action_restart_node(self) -> None:
@@ -303,7 +313,7 @@ class ConsoleActions(App[None]):
         if node is not None:
             self.confirm(
                 f"Restart node {node}?",
-                lambda: self.run_operation(self.operations.restart_node, node),
+                lambda: self.run_supervised(self.operations.restart_node, node),
             )
 
     def action_grow_pool(self) -> None:
