@@ -65,7 +65,6 @@ def reset_fault_app() -> None:
             except Exception:
                 pass
     app._reset_clients()
-    app._control = None
 
 
 @pytest.fixture
