@@ -142,6 +142,7 @@ def test_track_started_shows_started_while_running(broker, start_worker, tasks):
 
 def test_routes_and_queue_option_pick_the_queue(broker, start_worker, tasks):
     hipri, globbed, lopri = broker.q("hipri"), broker.q("glob"), broker.q("lopri")
+    configured = tasks.app.conf.task_routes
     tasks.app.conf.task_routes = {
         "tqtest.tasks.routed_exact": hipri,
         "tqtest.tasks.glob_*": {"queue": globbed},
@@ -154,7 +155,7 @@ def test_routes_and_queue_option_pick_the_queue(broker, start_worker, tasks):
         log = worker.log()
         assert "tqtest.tasks.routed_exact" in log and "tqtest.tasks.glob_one" in log
     finally:
-        tasks.app.conf.task_routes = None
+        tasks.app.conf.task_routes = configured  # later tests in this process see the app's own
 
 
 def test_soft_time_limit_raises_inside_the_task(broker, start_worker, tasks):
