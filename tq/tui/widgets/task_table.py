@@ -11,7 +11,7 @@ from textual.events import Resize
 from textual.widgets import DataTable
 
 from ... import states
-from ...cluster import TaskState
+from ...cluster import LOST, TaskState
 
 #: Rows kept in the table; older tasks stay in ClusterState (the filter still finds them).
 MAX_ROWS = 500
@@ -31,6 +31,7 @@ STATE_STYLES = {
     states.FAILURE: "bold red",
     states.REVOKED: "magenta",
     states.REJECTED: "magenta",
+    LOST: "bold yellow",  # its node died while it ran: redelivered or failed later
 }
 #: (key, label, shown when narrow).
 COLUMNS = (
