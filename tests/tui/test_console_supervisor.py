@@ -10,11 +10,14 @@ import sys
 
 import psutil
 import pytest
+from rich.text import Text
+from textual.widgets import Static
 
 from tests.conftest import ROOT, TESTS, make_broker_env
 from tq.cli.events import format_event
 from tq.tui.app import ConsoleApp
 from tq.tui.feed import EventFeed
+from tq.tui.screens.node_detail import NodeDetailScreen
 from tq.tui.widgets.node_table import NodeTable
 
 from .test_console_live import Live
@@ -33,7 +36,7 @@ def supervised(tmp_path, monkeypatch):
     """One supervised node on the embedded broker; every process it started is gone after."""
     make_broker_env("embedded", tmp_path, monkeypatch)
     run_dir = tmp_path / "run"
-    started = run_tq(run_dir, "up", "1", "-c", "1")
+    started = run_tq(run_dir, "up", "1", "-c", "1", "-l", "info")
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         yield run_dir
@@ -76,6 +79,22 @@ def test_console_restarts_stops_and_starts_a_supervised_node(supervised) -> None
             state, first_pid = process_of(nodes, name)
             assert state == "RUNNING" and first_pid
             assert console.check_action("restart_node", ()) is True
+
+            await pilot.press("i")  # the node's detail: its pool processes and its log
+            await live.until(lambda: isinstance(console.screen, NodeDetailScreen), "node detail")
+            detail = console.screen.query_one("#node-detail", Static)
+
+            def shown() -> str:
+                content = detail.content
+                return content.plain if isinstance(content, Text) else str(content)
+
+            await live.until(
+                lambda: f"main    pid {first_pid}" in shown() and "pool 1" in shown(),
+                "the main process and its pool process",
+            )
+            await live.until(lambda: "ready." in shown(), "the node's log tail")
+            await pilot.press("escape")
+            await live.until(lambda: not isinstance(console.screen, NodeDetailScreen), "back")
 
             await pilot.press("r")
             await live.confirm(f"Restart node {name}")

@@ -19,6 +19,7 @@ from .feed import EventFeed
 from .operations import NO_BROKER, ConsoleOperations, SupervisorView
 from .screens.confirm import ConfirmScreen
 from .screens.form import FormField, FormScreen, count_error, rate_error
+from .screens.node_detail import NodeDetailScreen
 from .screens.task_detail import TaskDetailScreen
 from .widgets.node_table import NodeTable
 from .widgets.task_table import TaskTable
@@ -35,6 +36,7 @@ TASK_ACTIONS = frozenset(
 )
 SUPERVISOR_ACTIONS = frozenset({"start_node", "stop_node", "restart_node"})
 POOL_ACTIONS = frozenset({"grow_pool", "shrink_pool", "scale_node"})
+NODE_ACTIONS = POOL_ACTIONS | {"node_detail"}
 #: Actions that need a broker (remote control or publishing).
 BROKER_ACTIONS = POOL_ACTIONS | {"revoke", "terminate", "resend", "rate_limit"}
 BROKER_ACTIONS |= {"enable_events", "disable_events"}
@@ -52,6 +54,7 @@ class ConsoleActions(App[None]):
         Binding("j", "cursor(1)", "Down", show=False),
         Binding("k", "cursor(-1)", "Up", show=False),
         Binding("i,enter", "detail", "Info"),
+        Binding("i", "node_detail", "Info"),
         Binding("t", "traceback", "Traceback"),
         Binding("r", "result", "Result"),
         Binding("c", "revoke", "Revoke"),
@@ -85,7 +88,7 @@ class ConsoleActions(App[None]):
         view = self.current_view
         if action in TASK_ACTIONS and view != "tasks":
             return False
-        if action in SUPERVISOR_ACTIONS | POOL_ACTIONS and view != "nodes":
+        if action in SUPERVISOR_ACTIONS | NODE_ACTIONS and view != "nodes":
             return False
         if action in SUPERVISOR_ACTIONS and not self.supervisor_view.available:
             return None
@@ -101,7 +104,7 @@ class ConsoleActions(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys act on the view they belong to, and only when nothing is pushed over it."""
-        scoped = TASK_ACTIONS | SUPERVISOR_ACTIONS | POOL_ACTIONS
+        scoped = TASK_ACTIONS | SUPERVISOR_ACTIONS | NODE_ACTIONS
         if action in scoped and self.screen is not self.screen_stack[0]:
             return False
         return self.action_state(action)
@@ -154,6 +157,13 @@ class ConsoleActions(App[None]):
     def on_data_table_row_selected(self, event: TaskTable.RowSelected) -> None:
         if isinstance(event.data_table, TaskTable):
             self.action_detail()
+        elif isinstance(event.data_table, NodeTable):
+            self.action_node_detail()
+
+    def action_node_detail(self) -> None:
+        node = self.selected_node()
+        if node is not None:
+            self.push_screen(NodeDetailScreen(node))
 
     def action_filter(self) -> None:
         field = self.query_one("#filter", Input)
