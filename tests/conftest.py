@@ -268,6 +268,21 @@ def start_worker(tmp_path: Path):
                 pass
 
 
+def kill_tq_tree(pid: int) -> None:
+    """SIGKILL a tq process a test started, and its children; a pid reused by another program
+    (its command line does not name tq) is left alone."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if "tq" in " ".join(process.cmdline()):
+            for child in process.children(recursive=True):
+                child.kill()
+            process.kill()
+    except psutil.Error:
+        pass
+
+
 def ledger_lines(broker: BrokerEnv) -> list[str]:
     path = Path(broker.env["TQ_TEST_LEDGER"])
     return path.read_text().split() if path.exists() else []

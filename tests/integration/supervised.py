@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import ROOT, TESTS, make_broker_env
+from tests.conftest import ROOT, TESTS, kill_tq_tree, make_broker_env
 
 
 class Cluster:
@@ -70,14 +70,7 @@ class Cluster:
         for pid in [supervisor, *pids]:
             if not pid:
                 continue
-            try:
-                process = psutil.Process(pid)
-                if "tq" in " ".join(process.cmdline()):
-                    for child in process.children(recursive=True):
-                        child.kill()
-                    process.kill()
-            except psutil.Error:
-                pass
+            kill_tq_tree(pid)
 
 
 def cluster_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import BROKERS, ROOT, TESTS
+from tests.conftest import BROKERS, ROOT, TESTS, kill_tq_tree
 from tq.errors import TQError
 from tq.supervisor import ipc
 
@@ -192,14 +192,7 @@ def stop_supervisor(run_dir: Path) -> None:
     except (OSError, ValueError, TQError, psutil.Error):
         pass
     for pid in pids:
-        try:
-            process = psutil.Process(pid)
-            if "tq" in " ".join(process.cmdline()):
-                for child in process.children(recursive=True):
-                    child.kill()
-                process.kill()
-        except psutil.Error:
-            pass
+        kill_tq_tree(pid)
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,11 @@ import os
 import subprocess
 import sys
 
-import psutil
 import pytest
 from rich.text import Text
 from textual.widgets import Static
 
-from tests.conftest import ROOT, TESTS, make_broker_env
+from tests.conftest import ROOT, TESTS, kill_tq_tree, make_broker_env
 from tq.cli.events import format_event
 from tq.tui.app import ConsoleApp
 from tq.tui.feed import EventFeed
@@ -50,14 +49,7 @@ def supervised(tmp_path, monkeypatch):
             pass
         run_tq(run_dir, "supervisor", "stop")
         for pid in pids:
-            try:
-                process = psutil.Process(pid)
-                if "tq" in " ".join(process.cmdline()):
-                    for child in process.children(recursive=True):
-                        child.kill()
-                    process.kill()
-            except psutil.Error:
-                pass
+            kill_tq_tree(pid)
 
 
 def process_of(nodes: NodeTable, name: str) -> tuple[str, str]:
