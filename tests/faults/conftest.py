@@ -76,6 +76,7 @@ def fault_env(broker: BrokerEnv, monkeypatch: pytest.MonkeyPatch, start_worker) 
 def make_fault_env(
     broker: BrokerEnv, monkeypatch: pytest.MonkeyPatch, start_worker, **transport: Any
 ) -> FaultEnv:
+    """A FaultEnv on `broker`, with these broker transport options for client and workers."""
     ledger_path = broker.tmp / "ledger.sqlite"
     monkeypatch.setenv(LEDGER_ENV, str(ledger_path))
     configure_fault_app(broker, monkeypatch, **transport)

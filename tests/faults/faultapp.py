@@ -69,15 +69,6 @@ def hold_early(self, key: str, seconds: float) -> str:
     return _hold(self, key, seconds)
 
 
-@app.task(bind=True, name="faults.late", acks_late=True)
-def late(self, key: str, seconds: float) -> str:
-    """acks_late: acked once it ends, so a lost node's unacked message comes back."""
-    _record(self, key, "start")
-    time.sleep(seconds)
-    _record(self, key, "end")
-    return key
-
-
 @app.task(bind=True, name="faults.late_on", acks_late=True)
 def late_on(self, key: str, slow_node: str, slow_s: float, fast_s: float) -> str:
     """acks_late; sleeps slow_s on node slow_node (the one a test breaks), fast_s elsewhere."""
