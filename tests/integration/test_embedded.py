@@ -51,6 +51,28 @@ def test_sigkilled_worker_holding_prefetched_and_running_tasks_loses_nothing(emb
         assert counts[name] == (2 if name in started_before_kill else 1), (name, counts)
 
 
+def test_with_prefetch_multiplier_1_every_pool_slot_gets_an_acks_late_task(
+    embedded, start_worker
+):
+    from tqtest import tasks
+
+    start_worker("-c", "4", "-P", "threads", "--prefetch-multiplier", "1")
+    results = []
+    for index in range(4):  # one at a time, acks_late: the window fills slot by slot
+        results.append(tasks.late_sleeper.delay(f"slot{index}", 6))
+        time.sleep(0.3)
+
+    def running() -> int:
+        replies = tasks.app.control.broadcast("active", reply=True, timeout=1.0) or []
+        return sum(len(tasks_) for reply in replies for tasks_ in reply.values())
+
+    # All four run at once: none waits in the queue while a pool slot is free.
+    assert wait_until(lambda: running() == 4, 4.0, interval=0.3), running()
+    for result in results:
+        result.get(timeout=20)
+    assert sorted(ledger_lines(embedded)) == ["slot0", "slot1", "slot2", "slot3"]
+
+
 PRODUCER = """
 import sys
 sys.path[:0] = [{tests!r}, {root!r}]

@@ -1,10 +1,10 @@
 """The embedded broker's kombu channel: queues, bindings and unacked messages kept in the store.
 
 Claims and acks are what a consumer pays per message, so both are batched: a consumer claims
-several messages in one transaction once half of its prefetch window is free (the extra ones
-wait in the channel, already unacked under this process, so a crash still gives them back),
-and under a hub loop an ack is written by the loop's next transaction instead of one of its
-own (HubPoller runs that transaction before the loop sleeps again).
+every free slot of its prefetch window in one transaction (the extra messages wait in the
+channel, already unacked under this process, so a crash still gives them back), and under a hub
+loop an ack is written by the loop's next transaction instead of one of its own (HubPoller runs
+that transaction before the loop sleeps again): one transaction per poll, not two per message.
 """
 
 from __future__ import annotations
@@ -105,15 +105,15 @@ class Channel(virtual.Channel):
     # -- batched claims ----------------------------------------------------------------------
 
     def claim_count(self) -> int:
-        """How many messages to claim now: none until half the prefetch window is free."""
+        """How many messages to claim now: every free slot of the prefetch window."""
         prefetch = self.qos.prefetch_count
         if not prefetch:
             return CLAIM_BATCH_MAX
         held = len(self.qos._delivered) - len(self.qos._dirty)
         free = prefetch - held - sum(len(claimed) for claimed in self._claimed.values())
-        # Waiting for half the window trades nothing while half of it is still queued here,
-        # and divides the claim transactions by half the window.
-        return free if free >= max(1, prefetch // 2) else 0
+        # Waiting for more free slots would save transactions but can leave a pool process
+        # idle (prefetch multiplier 1: the window is the pool), so every free slot is claimed.
+        return max(free, 0)
 
     def waits_for_window(self) -> bool:
         """Return whether this channel consumes but will not claim until an ack frees room."""
