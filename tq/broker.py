@@ -33,15 +33,17 @@ def default_broker_url(conf: Settings) -> str:
 
 def make_connection(conf: Settings, url: str | None = None) -> Connection:
     """Return a new (lazy) kombu Connection to the broker."""
+    from .transports import BrokerConnection, register_transports, transport_for_url
+
     url = url or default_broker_url(conf)
     scheme = url.split("://", 1)[0]
     if scheme in EMBEDDED_SCHEMES:
-        from .transports import register_transports
-
         register_transports()
+    transport = transport_for_url(url, conf)
     try:
-        return Connection(
+        return BrokerConnection(
             url,
+            transport=transport,
             transport_options=dict(conf.broker_transport_options or {}),
             connect_timeout=conf.broker_connection_timeout,
             heartbeat=conf.broker_heartbeat or 0,

@@ -34,6 +34,8 @@ DEFAULTS: dict[str, Setting] = {
     "broker_connection_max_retries": Setting(100),
     "broker_connection_timeout": Setting(4.0),
     "broker_heartbeat": Setting(None),
+    # redis:// URLs: "tq" (tq's Redis transport, same keys as kombu's) or "kombu" (kombu's own)
+    "broker_redis_transport": Setting("tq", env="TQ_BROKER_REDIS_TRANSPORT"),
     # results
     "result_backend": Setting(None, env="TQ_RESULT_BACKEND"),
     "result_serializer": Setting("json"),

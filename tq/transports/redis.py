@@ -1,0 +1,78 @@
+"""tq's Redis transport: kombu's Redis transport with fewer round trips, on the same keys.
+
+tq apps use it for ``redis://`` and ``rediss://`` broker URLs unless ``broker_redis_transport``
+is ``"kombu"`` (tq.transports.transport_for_url). It keeps kombu's key layout and message
+format exactly (queue lists and their priority sub-keys, the ``unacked`` hash and
+``unacked_index`` zset, ``unacked_mutex``, ``_kombu.binding.*`` sets, fanout over PUBLISH,
+``global_keyprefix``) so Celery clients and workers share a Redis with tq processes: see
+redis_channel for what it does differently and why. It needs Redis 6.2 or later (RESP3,
+``CLIENT TRACKING``, ``RPOP`` with a count); older servers: ``broker_redis_transport="kombu"``.
+
+Transport options are kombu's, plus ``binding_cache_ttl`` (seconds a direct exchange's
+bindings are reused before reading them again; 0 reads them on every publish).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+
+from .redis_channel import IDLE_RECHECK_S, Channel
+
+
+class Poller(kombu_redis.MultiChannelPoller):
+    """kombu's poller, aware that an idle tq channel waits for pushes, not for a BRPOP reply."""
+
+    def on_poll_start(self) -> None:
+        """Register consumers as kombu does, and give waiting acks a call of their own."""
+        super().on_poll_start()
+        for channel in self._channels:
+            if (
+                isinstance(channel, Channel)
+                and channel.holds_unacked_work()
+                and not channel._in_poll
+                and not (channel.active_queues and channel.qos.can_consume())
+            ):
+                self._register_BRPOP(channel)
+
+    def on_readable(self, fileno: int) -> Any:
+        """Let a tq channel read its socket whatever its prefetch (kombu would disconnect it)."""
+        chan_type = self._fd_to_chan.get(fileno)
+        if (
+            chan_type is not None
+            and chan_type[1] == "BRPOP"
+            and isinstance(chan_type[0], Channel)
+            and fileno not in self._paused_brpop
+        ):
+            return chan_type[0]._brpop_read()
+        return super().on_readable(fileno)
+
+    def get(self, callback: Any, timeout: float | None = None) -> Any:
+        """Poll as kombu does, waking an idle consumer in time for its periodic claim."""
+        if any(isinstance(channel, Channel) for channel in self._channels):
+            timeout = IDLE_RECHECK_S if timeout is None else min(timeout, IDLE_RECHECK_S)
+        return super().get(callback, timeout=timeout)
+
+
+class Transport(kombu_redis.Transport):
+    """kombu's Redis transport with tq's channel and poller."""
+
+    Channel = Channel
+    cycle: Any
+    #: Whether a kombu Hub drives this connection (then acks wait for its next tick).
+    hub_driven = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cycle = Poller()
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        """Consume under a kombu Hub; from now on acks are written once per loop iteration."""
+        self.hub_driven = True
+        super().register_with_event_loop(connection, loop)
+
+    def close_connection(self, connection: Any) -> None:
+        """Close channels (their pending acks are written first)."""
+        super().close_connection(connection)
+        self.hub_driven = False

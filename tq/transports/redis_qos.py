@@ -1,0 +1,86 @@
+"""Prefetch accounting and acks for tq's Redis channel: kombu's unacked keys, written in batches.
+
+The claim script has already recorded a delivered message as unacked, so delivery costs no
+round trip here. Under a kombu Hub an ack (or a reject without requeue) joins the channel's
+next script call, sent with the hub loop's next tick; without a hub it is written at once.
+Restores keep kombu's semantics (``restore_by_tag``), except that a restore which cannot
+reach Redis leaves the messages held, so that the worker can restore them once it has
+reconnected instead of leaving them to the visibility timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+
+if TYPE_CHECKING:
+    from .redis_channel import Channel
+
+logger = logging.getLogger("tq.transports.redis")
+
+
+class QoS(kombu_redis.QoS):
+    """kombu's Redis QoS without the per-message pipelines."""
+
+    channel: Channel
+    _delivered: Any  # an OrderedDict per instance (None at class level in kombu)
+    _dirty: Any
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        """Hold a delivered message; the claim script recorded it as unacked already."""
+        virtual.QoS.append(self, message, delivery_tag)
+
+    def ack(self, delivery_tag: str) -> None:
+        """Forget the message in Redis (with the next script call under a hub)."""
+        self.channel.forget([delivery_tag])
+        virtual.QoS.ack(self, delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        """Requeue the message at the back of its queue (kombu's choice), or drop it."""
+        if requeue:
+            self.restore_by_tag(delivery_tag, leftmost=True)
+        else:
+            self.channel.forget([delivery_tag])
+        virtual.QoS.ack(self, delivery_tag)
+
+    def restore_unacked(self, client: Any = None) -> None:
+        """Write pending acks, give back a claim whose reply was lost, requeue the rest."""
+        self._flush()
+        self.channel.abandon_call()
+        self.channel.flush_acks()
+        self.channel.recover_lost_claims()
+        with self.channel.conn_or_acquire(client) as connected:
+            for tag in list(self._delivered):
+                self.restore_by_tag(tag, client=connected)
+                del self._delivered[tag]
+
+    def restore_unacked_once(self, stderr: Any = None) -> None:
+        """Restore everything held once; if Redis is unreachable, keep it held for a retry.
+
+        kombu marks the channel restored even when the restore failed, which leaves the
+        messages to the visibility timeout (an hour by default); tq's worker calls this again
+        once it has reconnected (tq.worker.connection.restore_orphans).
+        """
+        self._on_collect.cancel()
+        state = self._delivered
+        if getattr(state, "restored", False):
+            return
+        if not self.restore_at_shutdown or not self.channel.do_restore:
+            state.restored = True
+            return
+        try:
+            if state or self.channel.holds_unacked_work():
+                logger.info("Restoring %d unacknowledged message(s)", len(state))
+            self.restore_unacked()
+        except self.channel.connection_errors as exc:
+            logger.warning(
+                "could not requeue %d unacknowledged message(s) yet (%r): kept for a retry "
+                "after reconnecting, else the visibility timeout returns them",
+                len(state),
+                exc,
+            )
+            return
+        state.restored = True
