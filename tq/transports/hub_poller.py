@@ -22,8 +22,8 @@ class PolledTransport(Protocol):
     def maybe_restore_orphans(self) -> None:
         """Do periodic housekeeping (rate-limited by the transport)."""
 
-    def consumers_blocked(self) -> bool:
-        """Return whether a consumer is waiting for a free prefetch slot."""
+    def consumers_wait_s(self) -> float | None:
+        """None if a consumer can take a message now, else seconds until one can (inf: an ack)."""
 
 
 class HubPoller:
@@ -88,10 +88,11 @@ class HubPoller:
             self._backoff_s = MIN_POLL_BACKOFF_S
             self.arm()
             return
-        if transport.consumers_blocked():
+        wait_s = transport.consumers_wait_s()
+        if wait_s is not None:
             # An ack re-arms; the timer is the fallback for a channel we are not told about.
             self._waiting_for_capacity = True
-            delay_s = transport.polling_interval
+            delay_s = min(wait_s, transport.polling_interval)
         else:
             delay_s = self._backoff_s
             self._backoff_s = min(self._backoff_s * 2, transport.polling_interval)

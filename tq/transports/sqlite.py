@@ -25,7 +25,7 @@ from kombu.transport import virtual
 
 from ..errors import DataDirError
 from .hub_poller import MIN_POLL_BACKOFF_S, HubPoller
-from .sqlite_channel import Channel
+from .sqlite_channel import CLAIM_COALESCE_S, Channel
 from .sqlite_store import DEFAULT_BUSY_TIMEOUT_S, BrokerStore, Holder
 
 #: Longest sleep between polls of an idle consumer (transport option polling_interval).
@@ -170,14 +170,20 @@ class Transport(virtual.Transport):
             except Empty:
                 break
             delivered += 1
-        # Acks deferred since the last transaction are written before the hub sleeps.
-        if self._store is not None:
+        # Acks deferred since the last transaction are written before the hub sleeps, unless
+        # a claim transaction (which writes them too) comes within CLAIM_COALESCE_S.
+        wait_s = self.consumers_wait_s()
+        if self._store is not None and (wait_s is None or wait_s > CLAIM_COALESCE_S):
             self._store.flush_acks()
         return delivered
 
-    def consumers_blocked(self) -> bool:
-        """Return whether some channel consumes but waits for an ack to free prefetch room."""
-        return any(channel.waits_for_window() for channel in self.channels)
+    def consumers_wait_s(self) -> float | None:
+        """None if some consumer could take a message now; else how long until one can (inf:
+        not before an ack frees prefetch room)."""
+        waits = [channel.poll_wait_s() for channel in self.channels if channel._consumers]
+        if not waits or any(wait is None for wait in waits):
+            return None
+        return min(wait for wait in waits if wait is not None)
 
     def defer_ack(self, tag: str) -> bool:
         """Leave tag's ack to the hub poller's next pass (and wake it); False without a hub."""

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 #: Most messages one claim transaction takes for a consumer without a prefetch limit.
 CLAIM_BATCH_MAX = 16
+#: While less than half the prefetch window is free, a claim waits this long after the last one
+#: for more acks to free slots, so that one transaction takes several messages.
+CLAIM_COALESCE_S = 0.004
 #: AMQP delivery_mode of a message the broker need not keep across a power loss.
 TRANSIENT_DELIVERY_MODE = 1
 
@@ -87,6 +90,7 @@ class Channel(virtual.Channel):
         self._no_ack_queues: set[str] = set()
         # Claimed in a batch, not yet handed to the consumer: payloads per queue.
         self._claimed: dict[str, deque[dict]] = {}
+        self._last_claim_at = 0.0
 
     @property
     def store(self) -> BrokerStore:
@@ -104,24 +108,41 @@ class Channel(virtual.Channel):
 
     # -- batched claims ----------------------------------------------------------------------
 
-    def claim_count(self) -> int:
-        """How many messages to claim now: every free slot of the prefetch window."""
+    def free_slots(self) -> int:
+        """Free slots of the prefetch window (CLAIM_BATCH_MAX without a prefetch limit)."""
         prefetch = self.qos.prefetch_count
         if not prefetch:
             return CLAIM_BATCH_MAX
         held = len(self.qos._delivered) - len(self.qos._dirty)
-        free = prefetch - held - sum(len(claimed) for claimed in self._claimed.values())
-        # Waiting for more free slots would save transactions but can leave a pool process
-        # idle (prefetch multiplier 1: the window is the pool), so every free slot is claimed.
-        return max(free, 0)
+        return max(prefetch - held - sum(len(claimed) for claimed in self._claimed.values()), 0)
 
-    def waits_for_window(self) -> bool:
-        """Return whether this channel consumes but will not claim until an ack frees room."""
-        if not self._consumers:
-            return False
+    def claim_wait_s(self) -> float:
+        """How long to wait before claiming again: 0 now, inf until an ack frees a slot.
+
+        With half the window free, claim at once. With less, wait CLAIM_COALESCE_S after the last
+        claim for more acks to join one transaction; never for an ack that may not come (an
+        acks_late window with a prefetch multiplier of 1 is the pool itself: a pool slot would
+        stay idle while a message waits).
+        """
+        free = self.free_slots()
+        if free <= 0:
+            return float("inf")
+        if free >= max(1, (self.qos.prefetch_count or 0) // 2):
+            return 0.0
+        return max(0.0, self._last_claim_at + CLAIM_COALESCE_S - time.monotonic())
+
+    def claim_count(self) -> int:
+        """How many messages to claim now: the free slots, or none while claims coalesce."""
+        return self.free_slots() if self.claim_wait_s() == 0.0 else 0
+
+    def poll_wait_s(self) -> float | None:
+        """None if this channel can take messages now, else how long until it can (inf: an ack)."""
+        if not self._consumers or any(self._claimed.values()):
+            return None
         if not self.qos.can_consume():
-            return True
-        return not any(self._claimed.values()) and self.claim_count() == 0
+            return float("inf")
+        wait_s = self.claim_wait_s()
+        return wait_s if wait_s > 0 else None
 
     def take_claimed_tags(self) -> list[str]:
         """Forget the claimed, undelivered messages; return their tags (to restore them)."""
@@ -202,6 +223,8 @@ class Channel(virtual.Channel):
         no_ack = queue in self._no_ack_queues
         count = 1 if no_ack else self.claim_count()
         payloads = self._claim(queue, count=count, no_ack=no_ack) if count else []
+        if count and not no_ack:
+            self._last_claim_at = time.monotonic()
         if not payloads:
             raise Empty()
         if len(payloads) > 1:
