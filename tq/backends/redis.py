@@ -1,4 +1,4 @@
-"""Redis result backend: SETEX + PUBLISH per state, clients wait on the channel.
+"""Redis result backend: SETEX + PUBLISH per state, clients wait on the channel (redis_wait).
 
 Chords are counted in Redis with Celery 5.7's keys, so that Celery and tq workers can finish
 the same chord: `celery-taskset-meta-<gid>.j` (a ZSET of `[1, id, state, result]` scored by
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .. import states
@@ -27,13 +29,12 @@ from .base import (
     raise_timeout,
     retry_unavailable,
 )
+from .redis_wait import ResultChannels, Subscription
 
 if TYPE_CHECKING:
     from ..app import App
     from ..protocol import TaskRequest
 
-#: Keys subscribed per SUBSCRIBE command when waiting on many results.
-SUBSCRIBE_BATCH = 500
 #: How long the "done" claim outlives a finished chord, so late duplicates are ignored.
 CHORD_DONE_EXPIRES_S = 86400
 
@@ -109,6 +110,7 @@ class RedisBackend(KeyValueBackend):
         self._pid: int | None = None
         self._store_script: Any = None
         self._chord_script: Any = None
+        self._channels: ResultChannels | None = None
 
     @property
     def client(self) -> Any:
@@ -158,27 +160,30 @@ class RedisBackend(KeyValueBackend):
 
     def _wait_once(self, task_id: str, deadline: float | None) -> dict[str, Any]:
         key = TASK_KEY_PREFIX + task_id
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        try:
-            # Subscribe first, then read: a result stored in between is not missed.
-            self._call("SUBSCRIBE", pubsub.subscribe, key)
+        # Subscribed (and confirmed) first, then read: a result stored in between is pushed.
+        with self._subscribed([key]) as subscription:
             meta = self.get_task_meta(task_id)
             while meta.get("status") not in states.READY_STATES:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise_timeout()
                 wait_s = 1.0 if remaining is None else min(1.0, remaining)
-                message = self._call("listen", pubsub.get_message, False, wait_s)
-                if message is not None and message.get("type") == "message":
+                message = self._call("listen", subscription.next_message, wait_s)
+                if message is not None:
                     meta = self.decode(message["data"])
-                elif message is None and remaining is None:
+                elif remaining is None:
                     meta = self.get_task_meta(task_id)
             return meta
-        finally:
-            try:
-                pubsub.close()
-            except Exception:
-                pass
+
+    @contextmanager
+    def _subscribed(self, keys: list[str]) -> Iterator[Subscription]:
+        if self._channels is None:  # one pub/sub connection per thread and process
+            self._channels = ResultChannels(lambda: self.client.pubsub())
+        try:
+            with self._channels.subscribed(keys) as subscription:
+                yield subscription
+        except self._redis.RedisError as exc:
+            raise BackendError(f"redis result backend {self.url}: SUBSCRIBE failed: {exc}") from exc
 
     def get_task_meta(self, task_id: str) -> dict[str, Any]:
         payload = self.get(TASK_KEY_PREFIX + task_id)
@@ -211,11 +216,8 @@ class RedisBackend(KeyValueBackend):
     def _wait_many_once(
         self, task_ids: list[str], deadline: float | None, stop_on_failure: bool
     ) -> dict[str, dict[str, Any]]:
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        try:
-            for start in range(0, len(task_ids), SUBSCRIBE_BATCH):
-                keys = [TASK_KEY_PREFIX + i for i in task_ids[start : start + SUBSCRIBE_BATCH]]
-                self._call("SUBSCRIBE", pubsub.subscribe, *keys)
+        keys = [TASK_KEY_PREFIX + task_id for task_id in task_ids]
+        with self._subscribed(keys) as subscription:
             metas = self.get_many_meta(task_ids)
             pending = {i for i, meta in metas.items() if meta["status"] not in states.READY_STATES}
             refreshed = time.monotonic()
@@ -226,8 +228,8 @@ class RedisBackend(KeyValueBackend):
                 if remaining is not None and remaining <= 0:
                     raise_timeout()
                 wait_s = 1.0 if remaining is None else min(1.0, remaining)
-                message = self._call("listen", pubsub.get_message, False, wait_s)
-                if message is not None and message.get("type") == "message":
+                message = self._call("listen", subscription.next_message, wait_s)
+                if message is not None:
                     meta = self.decode(message["data"])
                     task_id = meta.get("task_id")
                     if task_id in pending:
@@ -235,16 +237,11 @@ class RedisBackend(KeyValueBackend):
                         if meta.get("status") in states.READY_STATES:
                             pending.discard(task_id)
                 elif time.monotonic() - refreshed >= 1.0:
-                    # Subscription confirmations also read as None: re-read on a clock only.
+                    # A safety net only: every result is pushed on a confirmed subscription.
                     refreshed = time.monotonic()
                     metas.update(self.get_many_meta(sorted(pending)))
                     pending = {i for i in pending if metas[i]["status"] not in states.READY_STATES}
             return metas
-        finally:
-            try:
-                pubsub.close()
-            except Exception:
-                pass
 
     # -- chords ------------------------------------------------------------------------------
 
@@ -305,6 +302,8 @@ class RedisBackend(KeyValueBackend):
         return join_chord_parts([ChordPart(failed.task_id, failed.state, failed.result, name)])
 
     def close(self) -> None:
+        if self._channels is not None:
+            self._channels.drop()
         if self._client is not None:
             self._client.close()
             self._client = None
