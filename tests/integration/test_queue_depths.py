@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tq.queues import configured_queues, queue_depths, routed_queue
@@ -16,7 +18,13 @@ def test_depth_counts_waiting_messages_and_tells_a_missing_queue(broker) -> None
         app.send_task("tqtest.tasks.add", (number, number))
     missing = f"{broker.queue}.never-declared"
     with app.broker_connection() as connection:
-        depths = {depth.name: depth for depth in queue_depths(connection, [broker.queue, missing])}
+        # RabbitMQ counts a message once it has routed it, a moment after the publish returned.
+        deadline = time.monotonic() + 10
+        while True:
+            depths = {d.name: d for d in queue_depths(connection, [broker.queue, missing])}
+            if depths[broker.queue].messages == 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert depths[broker.queue].messages == 3
         if broker.kind == "redis":
             # Redis deletes an empty list: an unknown queue and an empty one look the same
