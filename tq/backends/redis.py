@@ -29,7 +29,7 @@ from .base import (
     raise_timeout,
     retry_unavailable,
 )
-from .redis_wait import ResultChannels, Subscription
+from .redis_wait import ResultChannels, Subscription, subscriber_factory
 
 if TYPE_CHECKING:
     from ..app import App
@@ -162,7 +162,8 @@ class RedisBackend(KeyValueBackend):
         key = TASK_KEY_PREFIX + task_id
         # Subscribed (and confirmed) first, then read: a result stored in between is pushed.
         with self._subscribed([key]) as subscription:
-            meta = self.get_task_meta(task_id)
+            [payload] = subscription.values
+            meta = pending_meta(task_id) if payload is None else self.decode(payload)
             while meta.get("status") not in states.READY_STATES:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -170,17 +171,17 @@ class RedisBackend(KeyValueBackend):
                 wait_s = 1.0 if remaining is None else min(1.0, remaining)
                 message = self._call("listen", subscription.next_message, wait_s)
                 if message is not None:
-                    meta = self.decode(message["data"])
+                    meta = self.decode(message)
                 elif remaining is None:
                     meta = self.get_task_meta(task_id)
             return meta
 
     @contextmanager
     def _subscribed(self, keys: list[str]) -> Iterator[Subscription]:
-        if self._channels is None:  # one pub/sub connection per thread and process
-            self._channels = ResultChannels(lambda: self.client.pubsub())
+        if self._channels is None:  # one subscriber connection per thread and process
+            self._channels = ResultChannels(subscriber_factory(self.client))
         try:
-            with self._channels.subscribed(keys) as subscription:
+            with self._channels.subscribed(keys, read_elsewhere=self.client.mget) as subscription:
                 yield subscription
         except self._redis.RedisError as exc:
             raise BackendError(f"redis result backend {self.url}: SUBSCRIBE failed: {exc}") from exc
@@ -218,7 +219,10 @@ class RedisBackend(KeyValueBackend):
     ) -> dict[str, dict[str, Any]]:
         keys = [TASK_KEY_PREFIX + task_id for task_id in task_ids]
         with self._subscribed(keys) as subscription:
-            metas = self.get_many_meta(task_ids)
+            metas = {
+                task_id: pending_meta(task_id) if payload is None else self.decode(payload)
+                for task_id, payload in zip(task_ids, subscription.values, strict=True)
+            }
             pending = {i for i, meta in metas.items() if meta["status"] not in states.READY_STATES}
             refreshed = time.monotonic()
             while pending:
@@ -230,7 +234,7 @@ class RedisBackend(KeyValueBackend):
                 wait_s = 1.0 if remaining is None else min(1.0, remaining)
                 message = self._call("listen", subscription.next_message, wait_s)
                 if message is not None:
-                    meta = self.decode(message["data"])
+                    meta = self.decode(message)
                     task_id = meta.get("task_id")
                     if task_id in pending:
                         metas[task_id] = meta
