@@ -47,6 +47,9 @@ CLAIM_BATCH_MAX = 16
 #: An idle consumer claims anyway after this long without a wake-up (a missed invalidation,
 #: a half-open connection: kombu's BRPOP times out after 1 s for the same reasons).
 IDLE_RECHECK_S = 1.0
+#: Under load an ack waits up to this long for the next claim to ride with; an idle consumer
+#: (no claim coming) writes it with the next hub tick.
+ACK_HOLD_S = 0.005
 CLAIM_SCRIPT_SHA = hashlib.sha1(CLAIM_SCRIPT.encode()).hexdigest()
 
 
@@ -62,6 +65,7 @@ class Channel(RoutingChannel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._pending_acks: list[str] = []
+        self._acks_since = 0.0
         self._in_flight: ClaimCall | None = None
         self._lost_claims: list[str] = []
         self._idle_since: float | None = None
@@ -106,6 +110,13 @@ class Channel(RoutingChannel):
             return True
         return time.monotonic() - self._idle_since >= IDLE_RECHECK_S
 
+    def _acks_due(self) -> bool:
+        if not self._pending_acks:
+            return False
+        if self._idle_since is not None or not self.active_queues:
+            return True  # no claim is coming to carry them
+        return time.monotonic() - self._acks_since >= ACK_HOLD_S
+
     def _queue_keys(self, queues: list[str]) -> list[str]:
         return [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
 
@@ -135,8 +146,7 @@ class Channel(RoutingChannel):
         if self._lost_claims:
             self.recover_lost_claims()
         free = self._free_slots()
-        due = self._claim_due(free)
-        if not due and not self._pending_acks:
+        if not self._claim_due(free) and not self._acks_due():
             return
         queues = list(self._queue_cycle.consume(len(self.active_queues))) if free > 0 else []
         acks = self._pending_acks[:ACKS_PER_CALL_MAX]
@@ -313,6 +323,8 @@ class Channel(RoutingChannel):
 
     def forget(self, tags: list[str]) -> None:
         """Remove acked tags from the unacked keys: with the next call under a hub, else now."""
+        if not self._pending_acks:
+            self._acks_since = time.monotonic()
         self._pending_acks.extend(tags)
         if not self.connection.hub_driven:
             self.flush_acks()

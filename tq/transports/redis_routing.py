@@ -2,7 +2,7 @@
 
 kombu's Redis channel builds a new redis-py client for every command it sends outside the
 consumer (each copying redis-py's table of response callbacks); this one keeps one per
-channel. It also keeps the binding table of a direct exchange for ``binding_cache_ttl``
+channel, and publishes on a connection of its own (see _publish_command). It also keeps the binding table of a direct exchange for ``binding_cache_ttl``
 seconds, so that publishing to a named exchange is one LPUSH instead of SMEMBERS + LPUSH: the
 cache is dropped at once when this process binds, unbinds or deletes, and read again for a
 routing key it does not list (such as a remote-control client's reply queue bound a moment ago
@@ -12,12 +12,14 @@ another process under a routing key the table already has.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from kombu.utils.json import dumps
 
 #: How long a direct exchange's binding table read from Redis is used before reading it again.
 DEFAULT_BINDING_CACHE_TTL_S = 1.0
@@ -35,6 +37,7 @@ class RoutingChannel(kombu_redis.Channel):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._tables: dict[str, tuple[float, list[tuple[str, str, str]]]] = {}
         self._clients: dict[str, Any] = {}
+        self._publisher: tuple[int, Any] | None = None
         super().__init__(*args, **kwargs)
 
     # -- clients -----------------------------------------------------------------------------
@@ -57,7 +60,43 @@ class RoutingChannel(kombu_redis.Channel):
 
     def _disconnect_pools(self) -> None:
         self._clients.clear()
+        self._publisher = None  # its connection is the pool's: disconnected with it
         super()._disconnect_pools()
+
+    def _publish_command(self, *args: Any) -> Any:
+        """Send one command on the publishing thread's own connection and read the reply.
+
+        A redis-py client would take a connection from the pool, poll it for stale data,
+        wrap the call in its retry and observability layers and give the connection back:
+        about as long as the round trip itself. kombu's publish retry policy still applies.
+        """
+        thread = threading.get_ident()
+        if self._publisher is None or self._publisher[0] != thread:
+            if self._publisher is not None:  # another thread: leave that one its connection
+                return self._cached_client("raw").execute_command(*args)
+            self._publisher = (thread, self.pool.get_connection())
+        connection = self._publisher[1]
+        try:
+            connection.send_command(*args)
+            return connection.read_response()
+        except self.connection_errors:
+            connection.disconnect()
+            raise
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        """LPUSH the message on its priority's list: one round trip."""
+        if kwargs.get("_publish_batch") is not None or queue in self._expires:
+            return super()._put(queue, message, **kwargs)  # batches and expiring queues
+        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        self._publish_command("LPUSH", self.global_keyprefix + key, dumps(message))
+
+    def _put_fanout(self, exchange: str, message: Any, routing_key: str, **kwargs: Any) -> None:
+        """PUBLISH the message on the exchange's topic(s), as kombu names them."""
+        if kwargs.get("_publish_batch") is not None:
+            return super()._put_fanout(exchange, message, routing_key, **kwargs)
+        payload = dumps(message)
+        for topic in self._get_publish_topics(exchange, routing_key):
+            self._publish_command("PUBLISH", self.global_keyprefix + topic, payload)
 
     # -- routing --------------------------------------------------------------------------
 
