@@ -1,0 +1,101 @@
+"""Profile a tq worker's main process with cProfile while it drains a backlog of no-op tasks.
+
+    .venv/bin/python benchmarks/profile_worker.py --broker redis [--tasks 5000] [--top 25]
+        [--out PATH]
+
+Enqueues the tasks with no worker running, starts one node (2 prefork processes) under
+cProfile, waits until every task ran, stops it with TERM (cProfile writes on exit) and prints
+the drain rate (slowed by cProfile), the CPU each process used, and the top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pstats
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from uuid import uuid4
+
+import psutil
+
+from brokers import PROFILES, check_broker, delete_run_queues, run_queue_name
+from run import configure_environment, load_system
+from workers import APPS_DIR, WARM_SHUTDOWN_TIMEOUT_S, worker_argv
+
+#: A drain that makes no progress for this long has hung.
+STALL_TIMEOUT_S = 60.0
+POLL_INTERVAL_S = 0.01
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Read the command line."""
+    parser = argparse.ArgumentParser(description="cProfile a tq worker draining no-op tasks.")
+    parser.add_argument("--broker", choices=sorted(PROFILES), required=True)
+    parser.add_argument("--tasks", type=int, default=5000, help="no-op tasks (default 5,000)")
+    parser.add_argument("--top", type=int, default=25, help="functions to print (default 25)")
+    parser.add_argument("--out", type=Path, help="keep the profile here (default: a temp file)")
+    return parser.parse_args(argv)
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Profile one drain; return 0 when every task ran."""
+    args = parse_args(argv)
+    profile = PROFILES[args.broker]
+    print(f"{profile.name}: {check_broker(profile)}")
+    run_id = f"bench-{uuid4().hex[:12]}"
+    run_dir = Path(tempfile.mkdtemp(prefix=f"tq-{run_id}-"))
+    out = args.out or run_dir / "worker.prof"
+    configure_environment(profile, run_id=run_id, run_dir=run_dir)
+    system = load_system("tq", profile, run_id=run_id, run_dir=run_dir)
+    try:
+        for _ in range(args.tasks):
+            system.noop.delay()
+        command = worker_argv("tq", queue=system.queue, logfile=run_dir / "worker.log")
+        command[1:1] = ["-m", "cProfile", "-o", str(out)]
+        with open(run_dir / "worker.out", "wb") as output:
+            popen = subprocess.Popen(
+                command, cwd=APPS_DIR, env=system.worker_env, stdout=output, stderr=output
+            )
+        parent = psutil.Process(popen.pid)
+        progress, progress_at = 0, time.perf_counter()
+        started = children = None
+        while (done := system.counter.read()) < args.tasks:
+            now = time.perf_counter()
+            if done and started is None:
+                started, children = now, parent.children()
+                cpu_start = [cpu_seconds(p) for p in (parent, *children)]
+            if done != progress:
+                progress, progress_at = done, now
+            if popen.poll() is not None or now - progress_at > STALL_TIMEOUT_S:
+                print(f"the worker stopped or stalled at {done} of {args.tasks} tasks")
+                return 1
+            time.sleep(POLL_INTERVAL_S)
+        elapsed = time.perf_counter() - (started or time.perf_counter())
+        cpu_end = [cpu_seconds(p) for p in (parent, *(children or []))]
+        shares = [
+            f"{(end - begin) / elapsed:.0%}" for begin, end in zip(cpu_start, cpu_end, strict=True)
+        ]
+        print(f"drained {args.tasks:,} in {elapsed:.2f} s = {args.tasks / elapsed:,.0f}/s "
+              f"under cProfile; CPU of main process, pool: {', '.join(shares)}")  # fmt: skip
+        popen.send_signal(signal.SIGTERM)
+        popen.wait(WARM_SHUTDOWN_TIMEOUT_S)
+    finally:
+        system.counter.close()
+        delete_run_queues(profile, queue_names=[run_queue_name(run_id, "tq")], run_id=run_id)
+    stats = pstats.Stats(str(out))
+    stats.sort_stats("tottime").print_stats(args.top)
+    print(f"profile kept in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
