@@ -139,6 +139,30 @@ class Control:
     def pool_shrink(self, n: int = 1, **options: Any) -> dict[str, Any]:
         return self.call("pool_shrink", {"n": n}, **options)
 
+    def pool_size(self, node: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> int | None:
+        """A node's pool size as its `stats` says (None if it does not answer in time)."""
+        reply = self.call("stats", destination=[node], timeout=timeout).get(node) or {}
+        size = (reply.get("pool") or {}).get("max-concurrency")
+        return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+    def scale_pool(
+        self, node: str, processes: int, *, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> tuple[int | None, dict[str, Any]]:
+        """Grow or shrink one node's pool to `processes`: (its size before, the node's reply).
+
+        The size before is None when the node did not answer; the reply is empty when nothing
+        had to change.
+        """
+        current = self.pool_size(node, timeout=timeout)
+        if current is None or current == processes:
+            return current, {}
+        command, step = (
+            ("pool_grow", processes - current)
+            if processes > current
+            else ("pool_shrink", current - processes)
+        )
+        return current, self.call(command, {"n": step}, destination=[node], timeout=timeout)
+
     def autoscale(self, max: int, min: int, **options: Any) -> dict[str, Any]:  # noqa: A002
         return self.call("autoscale", {"max": max, "min": min}, **options)
 

@@ -143,6 +143,12 @@ def test_pool_grow_and_shrink_change_the_processes(broker, node, tasks):
     replies("control", "pool_shrink", "2")
     assert wait_until(lambda: len(psutil.Process(worker.pid).children()) == 1)
     assert tasks.add.delay(2, 2).get(timeout=10) == 4
+    # tq scale: to a size, whatever the size now (the console's "scale node" as a command)
+    assert tq("scale", NODE, "2").stdout.strip() == f"{NODE}: 1 -> 2 pool processes"
+    assert wait_until(lambda: len(psutil.Process(worker.pid).children()) == 2)
+    assert json.loads(tq("scale", NODE, "2", "--json").stdout)["reply"] == {}  # nothing to do
+    missing = tq("scale", "nobody@nowhere", "2", "-t", "0.5", check=False)
+    assert missing.returncode == 69 and "did not answer" in missing.stderr
 
 
 def test_autoscale_needs_the_option_and_then_grows(broker, node, tasks):

@@ -91,7 +91,7 @@ class Live:
         await self.pilot.press("enter")
 
     def pool_size(self) -> int | None:
-        return self.console.operations.pool_size(self.node)
+        return self.console.tq_app.control.pool_size(self.node, timeout=3.0)
 
 
 @pytest.mark.timeout(120)

@@ -30,6 +30,7 @@ COMMANDS = {
     "inspect": "remote:inspect",
     "control": "remote:control",
     "status": "remote:status",
+    "scale": "remote:scale",
     "events": "events:events",
     "up": "supervise:up",
     "ps": "supervise:ps",

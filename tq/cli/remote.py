@@ -263,4 +263,35 @@ def status(obj: Any, destination: str | None, timeout: float, as_json: bool) -> 
     )
 
 
-COMMANDS = [inspect, control, status]
+@click.command()
+@click.argument("node")
+@click.argument("processes", type=click.IntRange(min=1))
+@click.option("-t", "--timeout", type=float, default=3.0, show_default=True)
+@click.option(
+    "-j", "--json", "as_json", is_flag=True, help="One JSON object: before, after, reply."
+)
+@click.pass_obj
+def scale(obj: Any, node: str, processes: int, timeout: float, as_json: bool) -> None:
+    """Grow or shrink NODE's pool to PROCESSES (pool_grow/pool_shrink by the difference)."""
+    before, replies = obj.app.control.scale_pool(node, processes, timeout=timeout)
+    if as_json:
+        click.echo(
+            json.dumps({"node": node, "before": before, "after": processes, "reply": replies})
+        )
+    if before is None:
+        if not as_json:
+            click.secho(f"Error: {node} did not answer within {timeout}s", fg="red", err=True)
+        sys.exit(EXIT_NO_REPLY)
+    if as_json:
+        return
+    if before == processes:
+        click.echo(f"{node}: already {processes} pool processes")
+        return
+    reply = replies.get(node) or {}
+    if "error" in reply:
+        click.secho(f"Error: {node}: {reply['error']}", fg="red", err=True)
+        sys.exit(1)
+    click.echo(f"{node}: {before} -> {processes} pool processes")
+
+
+COMMANDS = [inspect, control, status, scale]

@@ -149,26 +149,22 @@ class ConsoleOperations:
     def pool_shrink(self, node: str, n: int = 1) -> str:
         return self._control("pool_shrink", {"n": n}, node)
 
-    def pool_size(self, node: str) -> int | None:
-        """A node's current pool size, as it says in `stats` (None if it does not answer)."""
-        if self.app is None:
-            return None
-        pool = (self.ask("stats", None, node).get(node) or {}).get("pool") or {}
-        size = pool.get("max-concurrency")
-        return int(size) if isinstance(size, int) else None
-
     def scale_node(self, node: str, processes: int) -> str:
         """Grow or shrink a node's pool to `processes` (pool_grow/pool_shrink by the difference)."""
         if self.app is None:
             return NO_BROKER
-        current = self.pool_size(node)
+        try:
+            current, replies = self.app.control.scale_pool(
+                node, processes, timeout=CONTROL_TIMEOUT_S
+            )
+        except Exception as exc:  # noqa: BLE001 - the broker away is an outcome to show
+            return f"scale {node} failed: {exc}"
         if current is None:
             return f"scale {node}: it did not say its pool size within {CONTROL_TIMEOUT_S:.0f}s"
-        if processes == current:
+        if current == processes:
             return f"scale {node}: already {current} processes"
-        if processes > current:
-            return self.pool_grow(node, processes - current) + f" ({current} -> {processes})"
-        return self.pool_shrink(node, current - processes) + f" ({current} -> {processes})"
+        command = "pool_grow" if processes > current else "pool_shrink"
+        return summarise(command, replies, destination=node) + f" ({current} -> {processes})"
 
     def _control(self, command: str, arguments: dict[str, Any] | None, node: str = "") -> str:
         if self.app is None:
