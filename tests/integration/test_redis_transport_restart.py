@@ -1,4 +1,5 @@
-"""Redis restarted while a tq worker drains a backlog: nothing is lost, not even a claim on the wire.
+"""tq's Redis transport on a redis-server of the test's own: restarted mid-drain, or refusing
+CLIENT TRACKING.
 
 kombu's transport pops with BRPOP and records the message as unacked afterwards, so the message
 whose reply is on the wire when Redis goes away is lost; tq's transport records a claim in the
@@ -77,3 +78,29 @@ def test_a_redis_restart_mid_drain_loses_no_task(own_redis, tmp_path, monkeypatc
     lost = [name for name in names if name not in seen]
     assert STOP_AFTER <= ran_at_stop < SENT, "Redis must go away while the worker drains"
     assert not lost, f"{len(lost)} tasks lost, e.g. {lost[:5]}"
+
+
+def test_an_idle_consumer_polls_where_redis_refuses_client_tracking(own_redis, caplog):
+    import redis
+    from kombu import Connection, Queue
+
+    from tq.transports import TQ_REDIS_TRANSPORT
+
+    admin = redis.Redis(port=own_redis.port)
+    admin.acl_setuser(
+        "tq", enabled=True, passwords=["+secret"], keys=["*"], channels=["*"],
+        commands=["+@all", "-client|tracking"],
+    )  # fmt: skip
+    url = f"redis://tq:secret@127.0.0.1:{own_redis.port}/0"
+    received = []
+    with Connection(url, transport=TQ_REDIS_TRANSPORT) as connection:
+        queue = Queue("untracked", routing_key="untracked")
+        with connection.Consumer(
+            [queue], callbacks=[lambda body, m: (received.append(body), m.ack())]
+        ):
+            with pytest.raises(TimeoutError):  # idle, after the refused CLIENT TRACKING
+                connection.drain_events(timeout=0.3)
+            connection.Producer().publish({"n": 1}, routing_key="untracked", declare=[queue])
+            connection.drain_events(timeout=10)
+    assert received == [{"n": 1}]
+    assert "Redis refused CLIENT TRACKING" in caplog.text

@@ -5,8 +5,9 @@ is ``"kombu"`` (tq.transports.transport_for_url). It keeps kombu's key layout an
 format exactly (queue lists and their priority sub-keys, the ``unacked`` hash and
 ``unacked_index`` zset, ``unacked_mutex``, ``_kombu.binding.*`` sets, fanout over PUBLISH,
 ``global_keyprefix``) so Celery clients and workers share a Redis with tq processes: see
-redis_channel for what it does differently and why. It needs Redis 6.2 or later (RESP3,
-``CLIENT TRACKING``, ``RPOP`` with a count); older servers: ``broker_redis_transport="kombu"``.
+redis_channel for what it does differently and why. It needs Redis 6 or later (RESP3; where
+an ACL refuses ``CLIENT TRACKING``, idle consumers poll every 50 ms instead); older servers:
+``broker_redis_transport="kombu"``.
 
 Transport options are kombu's, plus ``binding_cache_ttl`` (seconds a direct exchange's
 bindings are reused before reading them again; 0 reads them on every publish).
@@ -18,7 +19,7 @@ from typing import Any
 
 from kombu.transport import redis as kombu_redis
 
-from .redis_channel import IDLE_RECHECK_S, Channel
+from .redis_channel import Channel
 
 
 class Poller(kombu_redis.MultiChannelPoller):
@@ -50,8 +51,9 @@ class Poller(kombu_redis.MultiChannelPoller):
 
     def get(self, callback: Any, timeout: float | None = None) -> Any:
         """Poll as kombu does, waking an idle consumer in time for its periodic claim."""
-        if any(isinstance(channel, Channel) for channel in self._channels):
-            timeout = IDLE_RECHECK_S if timeout is None else min(timeout, IDLE_RECHECK_S)
+        rechecks = [c.idle_recheck_s for c in self._channels if isinstance(c, Channel)]
+        if rechecks:
+            timeout = min(rechecks) if timeout is None else min(timeout, *rechecks)
         return super().get(callback, timeout=timeout)
 
 
@@ -66,13 +68,28 @@ class Transport(kombu_redis.Transport):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.cycle = Poller()
+        self._loop: Any = None
+        self._ticker: Any = None
 
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
         """Consume under a kombu Hub; from now on acks are written once per loop iteration."""
         self.hub_driven = True
+        self._loop = loop
         super().register_with_event_loop(connection, loop)
+
+    def keep_ticking(self, interval_s: float) -> None:
+        """Make the hub loop come round at least every interval_s (for consumers that poll)."""
+        if self._loop is not None and self._ticker is None:
+            self._ticker = self._loop.call_repeatedly(interval_s, _nothing)
 
     def close_connection(self, connection: Any) -> None:
         """Close channels (their pending acks are written first)."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
         super().close_connection(connection)
         self.hub_driven = False
+
+
+def _nothing() -> None:
+    """A hub timer's callback whose only purpose is a turn of the loop."""

@@ -47,6 +47,8 @@ CLAIM_BATCH_MAX = 16
 #: An idle consumer claims anyway after this long without a wake-up (a missed invalidation,
 #: a half-open connection: kombu's BRPOP times out after 1 s for the same reasons).
 IDLE_RECHECK_S = 1.0
+#: ... and this often where Redis refuses CLIENT TRACKING (an ACL without it): polling.
+IDLE_POLL_S = 0.05
 #: Under load an ack waits up to this long for the next claim to ride with; an idle consumer
 #: (no claim coming) writes it with the next hub tick.
 ACK_HOLD_S = 0.005
@@ -71,6 +73,7 @@ class Channel(RoutingChannel):
         self._idle_since: float | None = None
         self._woken = False
         self._tracked_sock: Any = None
+        self._tracking_refused = False
         self._use_eval = False
         self._last_score = 0.0
         self._no_ack_queues = set()
@@ -108,7 +111,12 @@ class Channel(RoutingChannel):
             return False
         if self._idle_since is None or self._woken:
             return True
-        return time.monotonic() - self._idle_since >= IDLE_RECHECK_S
+        return time.monotonic() - self._idle_since >= self.idle_recheck_s
+
+    @property
+    def idle_recheck_s(self) -> float:
+        """How long an idle consumer waits before it claims again without a wake-up."""
+        return IDLE_POLL_S if self._tracking_refused else IDLE_RECHECK_S
 
     def _acks_due(self) -> bool:
         if not self._pending_acks:
@@ -171,7 +179,19 @@ class Channel(RoutingChannel):
             return
         # NOLOOP: our own pops do not wake us. The reply comes before anything we send next.
         connection.send_command("CLIENT", "TRACKING", "ON", "NOLOOP", check_health=False)
-        connection.read_response()
+        try:
+            connection.read_response()
+        except ResponseError as exc:
+            if not self._tracking_refused:
+                logger.warning(
+                    "Redis refused CLIENT TRACKING (%s): idle consumers poll every %.0f ms "
+                    "instead of being woken; allow the command for this user, or set "
+                    "broker_redis_transport='kombu'",
+                    exc,
+                    IDLE_POLL_S * 1000,
+                )
+            self._tracking_refused = True
+            self.connection.keep_ticking(IDLE_POLL_S)
         self._tracked_sock = connection._sock
 
     def _on_invalidation(self, response: Any) -> Any:
