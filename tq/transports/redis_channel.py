@@ -253,6 +253,7 @@ class Channel(RoutingChannel):
             raise
         self._in_flight = None
         self._in_poll = None
+        self._use_eval = False  # the source was cached with that call: back to EVALSHA
         return reply
 
     def _on_call_lost(self) -> None:
