@@ -235,6 +235,9 @@ def ps(obj: Any, run_dir: str | None, as_json: bool) -> None:
             )
             for line in row["fatal_log"]:
                 console.print(f"  {escape(line)}", highlight=False)
+    for row in reply["nodes"]:
+        if row.get("log_error"):  # a node keeps running when its log cannot be written
+            console.print(f"[red]{escape(row['name'])}: log error:[/] {escape(row['log_error'])}")
     if not reply["nodes"]:
         console.print("no nodes: start some with `tq -A proj up N`")
 

@@ -18,11 +18,11 @@ from typing import Any
 from ..errors import TQError
 from . import ipc, process, requests
 from .adoption import restore_table
+from .loghealth import check_log
 from .managed import BACKOFF, FATAL, RUNNING, STARTING, STOPPED, STOPPING, ManagedNode
 from .nodes import NodeSpec
 from .notices import NodeNotices
 from .recorder import EventRecorder
-from .rotation import rotate_if_needed
 from .rundir import (
     drain_pipe,
     prepare_private_dir,
@@ -310,11 +310,7 @@ class Supervisor:
                 if now - last_rotate > ROTATE_CHECK_S:
                     last_rotate = now
                     for node in self.nodes.values():
-                        if (
-                            rotate_if_needed(node.log_path, self.log_max_bytes, self.log_backups)
-                            and node.pid
-                        ):
-                            process.signal_main(node.pid, signal.SIGHUP)
+                        self.check_node_log(node)
                 if self.stopping_all and (
                     keep_nodes
                     or all(node.state in (STOPPED, FATAL, BACKOFF) for node in self.nodes.values())
@@ -336,6 +332,20 @@ class Supervisor:
                     pass
         logger.warning("supervisor %d stopped", os.getpid())
         return 0
+
+    def check_node_log(self, node: ManagedNode) -> None:
+        """Rotate a node's log when due (it reopens on HUP); note, once, when writing it fails."""
+        rotated, error = check_log(node.log_path, self.log_max_bytes, self.log_backups)
+        if rotated and node.pid:
+            process.signal_main(node.pid, signal.SIGHUP)
+        if error == node.log_error:
+            return
+        if error:
+            logger.error("%s: %s (the node keeps running)", node.spec.name, error)
+            self.notices.send("node-log-error", node=node.spec.name, error=error)
+        else:
+            logger.warning("%s: its log %s is writable again", node.spec.name, node.log_path)
+        node.log_error = error
 
     def _drain_notify(self, sock: socket.socket) -> None:
         while True:

@@ -48,6 +48,7 @@ class ManagedNode:
     remove_when_stopped: bool = False  # dropped from the table by `tq up` with other arguments
     last_exit: str | None = None
     fatal_log: list[str] = field(default_factory=list)
+    log_error: str | None = None  # why writing its log fails now (disk full, rotation failed)
     known_children: list[psutil.Process] = field(default_factory=list)
     sampler: process.Sampler = field(default_factory=process.Sampler)
 
@@ -154,6 +155,7 @@ class ManagedNode:
             "last_exit": self.last_exit,
             "retry_in_s": round(self.retry_at - now, 1) if self.retry_at else None,
             "fatal_log": self.fatal_log if self.state == FATAL else [],
+            "log_error": self.log_error,
             "policy": asdict(self.policy),
         }
 
