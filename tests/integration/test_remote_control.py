@@ -111,6 +111,9 @@ def test_inspect_registered_stats_queues_conf_report_clock(broker, node, tasks):
     [stats] = replies("inspect", "stats").values()
     assert stats["total"] == {"tqtest.tasks.add": 1}
     assert len(stats["pool"]["processes"]) == 2 and stats["pool"]["max-concurrency"] == 2
+    # the scheme, as Celery shows it (Flower displays it), whichever class serves it
+    expected = {"amqp": "amqp", "redis": "redis", "embedded": "sqlite"}[broker.kind]
+    assert stats["broker"]["transport"] == expected
     [queues] = replies("inspect", "active_queues").values()
     assert [queue["name"] for queue in queues] == [broker.queue]
     [conf] = replies("inspect", "conf").values()

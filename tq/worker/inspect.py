@@ -182,7 +182,10 @@ def connection_info(connection: Any) -> dict[str, Any]:
         "port": connection.port,
         "insist": False,
         "ssl": bool(connection.ssl),
-        "transport": connection.transport_cls,
+        # The scheme Celery shows ("amqp", "redis"), also when tq's own transport class serves it.
+        "transport": connection.transport.driver_type
+        if ":" in str(connection.transport_cls)
+        else connection.transport_cls,
         "connect_timeout": connection.connect_timeout,
         "transport_options": connection.transport_options,
         "login_method": connection.login_method,
