@@ -12,10 +12,17 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import ROOT, BrokerEnv, WorkerProcess
+from tests.conftest import REQUIRE_BROKERS, ROOT, BrokerEnv, WorkerProcess
 
 from .ledger import LEDGER_ENV, FaultRow, Ledger, format_table
-from .servers import OwnRedis, free_port, have_redis_server
+from .servers import (
+    OwnRabbitMQ,
+    OwnRedis,
+    RabbitMQDidNotStart,
+    free_port,
+    have_redis_server,
+    rabbitmq_script,
+)
 
 #: The key under which a test's row travels in its report (and from pytest-xdist workers).
 ROW_PROPERTY = "fault_row"
@@ -114,6 +121,27 @@ def own_redis(tmp_path):
         pytest.skip("redis-server is not installed")
     server = OwnRedis(tmp_path, free_port())
     server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_rabbitmq(tmp_path):
+    """A RabbitMQ node of this test's own (never the machine's on 5672), started in tmp_path.
+
+    No rabbitmq-server installed: skipped. Installed but not starting: skipped, or failed with
+    TQ_REQUIRE_BROKERS=1 (a CI that promises brokers has a RabbitMQ that must start).
+    """
+    script = rabbitmq_script()
+    if script is None:
+        pytest.skip("rabbitmq-server is not installed (no /usr/lib/rabbitmq/bin/rabbitmq-server)")
+    server = OwnRabbitMQ(tmp_path / "rabbitmq", script)
+    try:
+        server.start()
+    except RabbitMQDidNotStart as exc:
+        if REQUIRE_BROKERS:
+            pytest.fail(f"{exc} (TQ_REQUIRE_BROKERS=1)")
+        pytest.skip(str(exc))
     yield server
     server.stop()
 

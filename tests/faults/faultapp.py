@@ -78,6 +78,14 @@ def late_on(self, key: str, slow_node: str, slow_s: float, fast_s: float) -> str
     return key
 
 
+@app.task(bind=True, name="faults.mark_late", acks_late=True, ignore_result=True)
+def mark_late(self, key: str, seconds: float) -> None:
+    """acks_late and short: a lost connection sends back what runs (and what ran, unacked)."""
+    _record(self, key, "start")
+    time.sleep(seconds)
+    _record(self, key, "end")
+
+
 @app.task(bind=True, name="faults.stuck", time_limit=1.0)
 def stuck(self, key: str) -> None:
     """Sleeps far beyond its 1 s hard time limit."""
