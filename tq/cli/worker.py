@@ -127,11 +127,14 @@ def worker(
     try:
         out = sys.stderr if logfile is None else sys.stdout
         if not logfile or level <= 20:
-            print(
-                render_banner(node, version=__version__, show_tasks=level <= 20),
-                file=out,
-                flush=True,
-            )
+            try:
+                print(
+                    render_banner(node, version=__version__, show_tasks=level <= 20),
+                    file=out,
+                    flush=True,
+                )
+            except OSError:
+                pass  # a full or broken log disk must not keep the node from working
         code = node.run()
     finally:
         if lock is not None:
