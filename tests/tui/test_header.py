@@ -49,7 +49,12 @@ def test_header_shows_rates_from_events_folded_between_samples() -> None:
             label = app.query_one("#metric-succeeded .metric-label").render()
             assert str(label) == "ok 10.0/s"
             assert str(app.query_one("#metric-failed .metric-label").render()) == "fail 0.5/s"
-            status = str(app.query_one("#status-line").render())
+            # the status line follows the 10 Hz refresh of folded events: wait for it (bounded)
+            for _ in range(100):
+                status = str(app.query_one("#status-line").render())
+                if "tasks 26" in status:
+                    break
+                await pilot.pause(0.05)
             assert "workers 0/1 up" in status and "tasks 26" in status
 
     asyncio.run(scenario())
