@@ -36,16 +36,21 @@ def test_redis_restart_under_load_workers_and_clients_carry_on(
         with open(ledger) as handle:
             return Counter(line.strip() for line in handle if line.strip())
 
+    # Queued first, then the worker: a worker already running drains them as fast as they come.
+    sent = [f"before-{i}" for i in range(1500)]
+    for name in sent:
+        tasks.mark.apply_async((name,), ignore_result=True)
     start_worker(
         "-c",
         "2",
         env={"TQ_BROKER_URL": url, "TQ_RESULT_BACKEND": f"redis://127.0.0.1:{own_redis.port}/1"},
     )
-    sent = [f"before-{i}" for i in range(1500)]
-    for name in sent:
-        tasks.mark.apply_async((name,), ignore_result=True)
-    time.sleep(0.3)  # let the worker get going, then pull the broker away mid-drain
+    # Pull the broker away mid-drain: once the worker has run some, with most still waiting.
+    deadline = time.monotonic() + 30
+    while sum(counts().values()) < 100 and time.monotonic() < deadline:
+        time.sleep(0.02)
     own_redis.stop()
+    ran_at_stop = sum(counts().values())
     time.sleep(3.0)
     own_redis.start()
     # Time to resume: from the broker's return until the worker runs tasks again (work waits for
@@ -88,6 +93,7 @@ def test_redis_restart_under_load_workers_and_clients_carry_on(
             resume_s=resumed_s,
         )
     )
+    assert ran_at_stop < len(sent), "the worker drained everything before Redis went away"
     # Everything sent after the restart runs, and so does everything that waited in Redis.
     assert not [name for name in lost if name.startswith("after-")], lost
     # tq's Redis transport records a claim as unacked in the script that pops it and gives back
