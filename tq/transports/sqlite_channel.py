@@ -124,7 +124,9 @@ class Channel(virtual.Channel):
         acks_late window with a prefetch multiplier of 1 is the pool itself: a pool slot would
         stay idle while a message waits).
         """
-        free = self.free_slots()
+        return self._claim_wait_s(self.free_slots())
+
+    def _claim_wait_s(self, free: int) -> float:
         if free <= 0:
             return float("inf")
         if free >= max(1, (self.qos.prefetch_count or 0) // 2):
@@ -133,7 +135,8 @@ class Channel(virtual.Channel):
 
     def claim_count(self) -> int:
         """How many messages to claim now: the free slots, or none while claims coalesce."""
-        return self.free_slots() if self.claim_wait_s() == 0.0 else 0
+        free = self.free_slots()
+        return free if self._claim_wait_s(free) == 0.0 else 0
 
     def poll_wait_s(self) -> float | None:
         """None if this channel can take messages now, else how long until it can (inf: an ack)."""
