@@ -12,6 +12,7 @@ from textual.events import Resize
 from textual.widgets import DataTable
 
 from ...cluster import WorkerState
+from .columns import set_columns
 
 #: Terminal width from which every column is shown (below it, the ones that matter most).
 WIDE_FROM_COLUMNS = 120
@@ -124,10 +125,7 @@ class NodeTable(DataTable[Text]):
 
     def _set_columns(self, wide: bool) -> None:
         self.wide = wide
-        self.clear(columns=True)
-        for key, label, narrow in COLUMNS:
-            if wide or narrow:
-                self.add_column(label, key=key)
+        set_columns(self, COLUMNS, wide=wide)
 
     def selected_node(self) -> str | None:
         """The name of the node under the cursor, if any."""

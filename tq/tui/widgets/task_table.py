@@ -12,6 +12,7 @@ from textual.widgets import DataTable
 
 from ... import states
 from ...cluster import LOST, TaskState
+from .columns import set_columns
 
 #: Rows kept in the table; older tasks stay in ClusterState (the filter still finds them).
 MAX_ROWS = 500
@@ -102,10 +103,7 @@ class TaskTable(DataTable[Text]):
 
     def _set_columns(self, wide: bool) -> None:
         self.wide = wide
-        self.clear(columns=True)
-        for key, label, narrow in COLUMNS:
-            if wide or narrow:
-                self.add_column(label, key=key)
+        set_columns(self, COLUMNS, wide=wide)
 
     def selected_task_id(self) -> str | None:
         """The id of the task under the cursor, if any."""
