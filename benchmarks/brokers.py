@@ -18,12 +18,12 @@ CONNECT_TIMEOUT_S = 3.0
 
 @dataclass(frozen=True)
 class BrokerProfile:
-    """One broker choice: where tasks and results go, and whether Celery can run on it."""
+    """One broker choice: where tasks and results go, and which systems can run on it."""
 
     name: str
     broker_url: str | None  # None: tq's embedded SQLite broker and result store
     result_backend: str | None
-    runs_celery: bool
+    systems: tuple[str, ...]
 
 
 PROFILES: dict[str, BrokerProfile] = {
@@ -31,16 +31,38 @@ PROFILES: dict[str, BrokerProfile] = {
         "redis",
         f"{REDIS_URL}/{REDIS_BROKER_DB}",
         f"{REDIS_URL}/{REDIS_RESULT_DB}",
-        runs_celery=True,
+        systems=("tq", "celery", "dramatiq"),
     ),
-    "amqp": BrokerProfile("amqp", AMQP_URL, "rpc://", runs_celery=True),
-    "embedded": BrokerProfile("embedded", None, None, runs_celery=False),
+    "amqp": BrokerProfile("amqp", AMQP_URL, "rpc://", systems=("tq", "celery", "dramatiq")),
+    "embedded": BrokerProfile("embedded", None, None, systems=("tq",)),
 }
 
 
 def run_queue_name(run_id: str, system: str) -> str:
     """Return the task queue one system uses in this run."""
     return f"{run_id}-{system}"
+
+
+def declared_queue_names(run_id: str, system: str) -> list[str]:
+    """Return every queue one system declares in this run, to delete them afterwards."""
+    queue = run_queue_name(run_id, system)
+    if system == "dramatiq":
+        # Beside each queue Dramatiq declares its delay (.DQ) and dead-letter (.XQ) queues.
+        return [queue, f"{queue}.DQ", f"{queue}.XQ"]
+    return [queue]
+
+
+def dramatiq_broker_url(profile: BrokerProfile) -> str:
+    """Return the profile's broker URL as Dramatiq's clients read it."""
+    if profile.name == "amqp":
+        # pika reads kombu's "//" as the vhost "", not "/": it wants "/" quoted.
+        return AMQP_URL.removesuffix("//") + "/%2F"
+    return str(profile.broker_url)
+
+
+def dramatiq_namespace(run_id: str) -> str:
+    """Return the prefix of Dramatiq's Redis keys in this run (it holds the run id)."""
+    return f"dramatiq-{run_id}"
 
 
 def embedded_broker_missing() -> str | None:
@@ -83,8 +105,8 @@ def delete_run_queues(profile: BrokerProfile, *, queue_names: list[str], run_id:
 
         client = redis.Redis.from_url(str(profile.broker_url))
         try:
-            # Queue lists, their priority lists, kombu's binding sets and the counters all
-            # carry the run id in their key; nothing else does.
+            # Queue lists, their priority lists, kombu's binding sets, Dramatiq's keys (under
+            # its namespace) and the counters all carry the run id in their key; nothing else.
             doomed = list(client.scan_iter(match=f"*{run_id}*", count=1000))
             if doomed:
                 client.delete(*doomed)
@@ -97,7 +119,8 @@ def delete_run_queues(profile: BrokerProfile, *, queue_names: list[str], run_id:
             channel = connection.default_channel
             for name in queue_names:
                 channel.queue_delete(name)
-                # Both Celery and tq bind a task queue to a direct exchange of the same name.
+                # Both Celery and tq bind a task queue to a direct exchange of the same name
+                # (Dramatiq publishes to the default exchange; deleting a missing one is a no-op).
                 channel.exchange_delete(name)
     # embedded: the queues live in the run directory, which run.py removes.
 

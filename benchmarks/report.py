@@ -34,7 +34,7 @@ METRICS: list[tuple[str, str, str, bool]] = [
 def machine_description() -> dict[str, Any]:
     """Return what the figures depend on: CPUs, Python and library versions."""
     versions = {}
-    for package in ("tq", "celery", "kombu", "amqp", "redis"):
+    for package in ("tq", "celery", "kombu", "amqp", "redis", "dramatiq", "pika"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -71,16 +71,19 @@ def tq_source() -> str:
     return f"{package_dir} at {commit}" + (" with uncommitted changes" if changes else "")
 
 
-def _cell(value: float | None, fmt: str, *, failed: bool) -> str:
+def _cell(value: float | None, fmt: str, *, system_figures: Figures | None) -> str:
     if value is None:
-        return "[red]failed[/red]" if failed else "n/a"
+        if system_figures is None:
+            return "n/a"  # the system was not run
+        # A run that did not fail measured everything that applies to it.
+        return "[red]failed[/red]" if system_figures.error else "-"
     return fmt.format(value)
 
 
-def _ratio(tq_value: float | None, celery_value: float | None, higher_is_better: bool) -> str:
-    if tq_value is None or celery_value is None or celery_value == 0:
+def _ratio(tq_value: float | None, other_value: float | None, higher_is_better: bool) -> str:
+    if tq_value is None or other_value is None or other_value == 0:
         return "n/a"
-    ratio = tq_value / celery_value
+    ratio = tq_value / other_value
     better = ratio > 1 if higher_is_better else ratio < 1
     colour = "green" if better else "red" if abs(ratio - 1) > 0.05 else "default"
     return f"[{colour}]{ratio:.2f}×[/{colour}]"
@@ -89,29 +92,34 @@ def _ratio(tq_value: float | None, celery_value: float | None, higher_is_better:
 def results_table(
     figures: dict[str, Figures | None], *, broker: str, server: str, sizes: str
 ) -> Table:
-    """Return the comparison table; a system that was not run shows n/a."""
-    table = Table(title=f"tq vs Celery 5 on {broker} ({server}), {sizes}", title_justify="left")
+    """Return the comparison table: n/a for a system not run, "-" for a figure not applicable."""
+    # Dramatiq's two columns appear only when it was run (installed, on Redis or RabbitMQ).
+    others = ["celery"] + (["dramatiq"] if figures.get("dramatiq") else [])
+    versus = " and Dramatiq" if len(others) > 1 else ""
+    table = Table(
+        title=f"tq vs Celery 5{versus} on {broker} ({server}), {sizes}",
+        title_justify="left",
+        caption="tq/X: above 1× tq does better on a rate (↑), below 1× on a time or memory (↓)",
+        caption_justify="left",
+    )
     table.add_column("metric")
     table.add_column("tq", justify="right")
     table.add_column("Celery", justify="right")
-    table.add_column(
-        "tq/Celery\n(rates: higher is better;\nRTT, start-up, RSS/PSS:\nlower is better)",
-        justify="right",
-    )
-    tq_figures, celery_figures = figures.get("tq"), figures.get("celery")
+    table.add_column("tq/Celery", justify="right")
+    if "dramatiq" in others:
+        table.add_column("Dramatiq", justify="right")
+        table.add_column("tq/Dramatiq", justify="right")
+    tq_figures = figures.get("tq")
     for field, label, fmt, higher_is_better in METRICS:
-        values = []
-        for system_figures in (tq_figures, celery_figures):
+        tq_value = getattr(tq_figures, field) if tq_figures else None
+        cells = [_cell(tq_value, fmt, system_figures=tq_figures)]
+        for name in others:
+            system_figures = figures.get(name)
             value = getattr(system_figures, field) if system_figures else None
-            failed = bool(system_figures and system_figures.error)
-            values.append((value, _cell(value, fmt, failed=failed)))
+            cells.append(_cell(value, fmt, system_figures=system_figures))
+            cells.append(_ratio(tq_value, value, higher_is_better))
         direction = "↑" if higher_is_better else "↓"
-        table.add_row(
-            f"{label} {direction}",
-            values[0][1],
-            values[1][1],
-            _ratio(values[0][0], values[1][0], higher_is_better),
-        )
+        table.add_row(f"{label} {direction}", *cells)
     return table
 
 

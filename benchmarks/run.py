@@ -1,7 +1,9 @@
-"""Benchmark tq against Celery 5 on one broker: enqueue, drain, round trip, start-up, memory.
+"""Benchmark tq against Celery 5 and Dramatiq on one broker: enqueue, drain, round trip, ...
 
     .venv/bin/python benchmarks/run.py --broker redis|amqp|embedded [--quick] [--tasks N]
-        [--rtt R] [--only tq|celery] [--json PATH]
+        [--rtt R] [--only tq|celery|dramatiq] [--json PATH]
+
+Dramatiq runs where it is installed (the bench extra installs it), on Redis and RabbitMQ.
 
 See benchmarks/README.md for what each figure means and how it is taken.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import shutil
 import sys
@@ -25,7 +28,10 @@ from brokers import (
     PROFILES,
     BrokerProfile,
     check_broker,
+    declared_queue_names,
     delete_run_queues,
+    dramatiq_broker_url,
+    dramatiq_namespace,
     embedded_broker_missing,
     make_counter,
     run_queue_name,
@@ -41,14 +47,15 @@ QUICK_TASKS = 1_000
 QUICK_ROUND_TRIPS = 50
 #: A 1-minute load average above this on 2 cores means something else competes for the CPU.
 BUSY_LOAD_AVERAGE = 0.5
-SYSTEMS = ("tq", "celery")
-LABELS = {"tq": "tq", "celery": "Celery"}
+SYSTEMS = ("tq", "celery", "dramatiq")
+LABELS = {"tq": "tq", "celery": "Celery", "dramatiq": "Dramatiq"}
+APP_MODULES = {"tq": "tq_app", "celery": "celery_app", "dramatiq": "dramatiq_app"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Read the command line."""
     parser = argparse.ArgumentParser(
-        description="Benchmark tq against Celery 5 on one broker (127.0.0.1 only)."
+        description="Benchmark tq against Celery 5 and Dramatiq on one broker (127.0.0.1 only)."
     )
     parser.add_argument("--broker", choices=sorted(PROFILES), required=True)
     parser.add_argument(
@@ -75,7 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def configure_environment(profile: BrokerProfile, *, run_id: str, run_dir: Path) -> None:
-    """Point both apps (here and in the workers, which inherit it) at this run's broker."""
+    """Point the apps (here and in the workers, which inherit it) at this run's broker."""
     for name in list(os.environ):
         # A TQ_* or BENCH_* variable from the shell would override what is measured.
         if name.startswith(("TQ_", "BENCH_")):
@@ -89,6 +96,14 @@ def configure_environment(profile: BrokerProfile, *, run_id: str, run_dir: Path)
         os.environ["BENCH_CELERY_BROKER_URL"] = profile.broker_url
         os.environ["BENCH_CELERY_RESULT_BACKEND"] = str(profile.result_backend)
     os.environ["BENCH_CELERY_QUEUE"] = run_queue_name(run_id, "celery")
+    if profile.broker_url is not None:
+        os.environ["BENCH_DRAMATIQ_BROKER_URL"] = dramatiq_broker_url(profile)
+        os.environ["BENCH_DRAMATIQ_QUEUE"] = run_queue_name(run_id, "dramatiq")
+        os.environ["BENCH_DRAMATIQ_NAMESPACE"] = dramatiq_namespace(run_id)
+    if profile.name == "redis":
+        # Dramatiq's result backends are Redis and Memcached: on RabbitMQ it has none to
+        # match rpc://, so its round trip is measured on Redis only.
+        os.environ["BENCH_DRAMATIQ_RESULT_BACKEND"] = str(profile.result_backend)
     if str(APPS_DIR) not in sys.path:
         sys.path.insert(0, str(APPS_DIR))
 
@@ -97,13 +112,16 @@ def load_system(
     name: str, profile: BrokerProfile, *, run_id: str, run_dir: Path
 ) -> SystemUnderTest:
     """Import one system's benchmark app and give it a completion counter."""
-    module = importlib.import_module("tq_app" if name == "tq" else "celery_app")
+    module = importlib.import_module(APP_MODULES[name])
     counter = make_counter(profile, run_dir=run_dir, run_id=run_id, system=name)
+    # Dramatiq's actors have send(), not delay(): its app wraps them (add is None without a
+    # result backend).
+    dramatiq = name == "dramatiq"
     return SystemUnderTest(
         name=name,
         queue=run_queue_name(run_id, name),
-        noop=module.noop,
-        add=module.add,
+        noop=module.noop_task if dramatiq else module.noop,
+        add=module.add_task if dramatiq else module.add,
         counter=counter,
         worker_env={**os.environ, **counter.worker_env()},
     )
@@ -113,7 +131,7 @@ def progress_printer(console: Console, label: str) -> Callable[[str], None]:
     """Return a function printing one progress line of a system."""
 
     def print_progress(line: str) -> None:
-        console.print(f"  {label:<6} {line}")
+        console.print(f"  {label:<8} {line}")
 
     return print_progress
 
@@ -138,7 +156,7 @@ def run_systems(
             except Exception as exc:
                 error = f"cannot load {name}'s app: {type(exc).__name__}: {exc}"
                 figures[name] = Figures(error=error)
-                console.print(f"  {LABELS[name]:<6} [red]failed[/red]: {error}")
+                console.print(f"  {LABELS[name]:<8} [red]failed[/red]: {error}")
                 continue
             systems.append(system)
             figures[name] = measure_system(
@@ -152,7 +170,7 @@ def run_systems(
         for system in systems:
             system.counter.close()
         try:
-            queue_names = [run_queue_name(run_id, name) for name in names]
+            queue_names = [queue for name in names for queue in declared_queue_names(run_id, name)]
             delete_run_queues(profile, queue_names=queue_names, run_id=run_id)
         except Exception as exc:
             console.print(f"[yellow]could not delete the queues {run_id}-*[/yellow]: {exc}")
@@ -183,11 +201,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     names = [name for name in SYSTEMS if args.only in (None, name)]
-    if not profile.runs_celery and "celery" in names:
-        console.print("Celery: n/a (Celery has no embedded broker)")
-        names.remove("celery")
+    for name in [name for name in names if name not in profile.systems]:
+        console.print(f"{LABELS[name]}: n/a ({LABELS[name]} has no {profile.name} broker)")
+        names.remove(name)
+    if "dramatiq" in names and importlib.util.find_spec("dramatiq") is None:
+        console.print("Dramatiq: skipped, not installed (pip install -e '.[bench]' installs it)")
+        names.remove("dramatiq")
     if not names:
-        console.print("[red]nothing to run[/red]: --only celery on the embedded broker")
+        console.print(f"[red]nothing to run[/red]: --only {args.only} on {profile.name}")
         return 2
 
     run_id = f"bench-{uuid4().hex[:12]}"

@@ -26,12 +26,19 @@ class WorkerFailed(Exception):
 
 
 def worker_argv(system: str, *, queue: str, logfile: Path) -> list[str]:
-    """Return the command line of a 2-process prefork node of tq or Celery."""
+    """Return the command line of a 2-process node of tq, Celery (prefork) or Dramatiq."""
     if system == "tq":
         return [
             sys.executable, "-m", "tq", "-A", "tq_app", "--workdir", str(APPS_DIR),
             "worker", "-c", "2", "-P", "prefork", "-l", "info", "--logfile", str(logfile),
             "-n", "bench@%h", "-Q", queue,
+        ]  # fmt: skip
+    if system == "dramatiq":
+        # One thread per process: two tasks at a time, as the prefork pools of the others.
+        return [
+            sys.executable, "-m", "dramatiq", "--processes", "2", "--threads", "1",
+            "--path", str(APPS_DIR), "--queues", queue, "--log-file", str(logfile),
+            "dramatiq_app",
         ]  # fmt: skip
     return [
         sys.executable, "-m", "celery", "-A", "celery_app", "worker",
