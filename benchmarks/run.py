@@ -205,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"{LABELS[name]}: n/a ({LABELS[name]} has no {profile.name} broker)")
         names.remove(name)
     if "dramatiq" in names and importlib.util.find_spec("dramatiq") is None:
-        console.print("Dramatiq: skipped, not installed (pip install -e '.[bench]' installs it)")
+        console.print(
+            "Dramatiq: skipped, not installed (pip install -e '.[bench]' installs it)", markup=False
+        )
         names.remove("dramatiq")
     if not names:
         console.print(f"[red]nothing to run[/red]: --only {args.only} on {profile.name}")
