@@ -151,31 +151,61 @@ def coerce_seconds(value: Any, name: str) -> float | None:
 
 
 class Settings(MutableMapping[str, Any]):
-    """The app's configuration: user values over defaults, environment over both."""
+    """The app's configuration: user values over defaults, environment over both.
+
+    A client reads a dozen settings per task sent, so the value of a setting that no
+    environment variable can override is kept once read, until a setting is written; it is
+    also kept as an instance attribute, so that `conf.name` finds it without __getattr__.
+    A setting with an environment variable (TQ_*) reads the environment every time.
+    """
 
     def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
         self._values: dict[str, Any] = {}
+        # Values read before: settings without an environment variable, except dict and list
+        # defaults (each read gets its own copy, so a caller's change cannot alter the default).
+        self._resolved: dict[str, Any] = {}
         if initial:
             self.update(initial)
 
+    def _remember(self, key: str, value: Any) -> None:
+        self._resolved[key] = value
+        if not key.startswith("_") and not hasattr(type(self), key):
+            self.__dict__[key] = value
+
+    def _forget_resolved(self) -> None:
+        for key in self._resolved:
+            self.__dict__.pop(key, None)
+        self._resolved.clear()
+
     def __getitem__(self, key: str) -> Any:
+        try:
+            return self._resolved[key]
+        except KeyError:
+            pass
         setting = DEFAULTS.get(key)
         if setting is not None and setting.env:
             from_env = os.environ.get(setting.env)
             if from_env:
                 return _parse_env(from_env, setting.default)
         if key in self._values:
-            return self._values[key]
-        if setting is not None:
-            default = setting.default
-            return default.copy() if isinstance(default, (dict, list)) else default
-        raise KeyError(key)
+            value = self._values[key]
+        elif setting is None:
+            raise KeyError(key)
+        elif isinstance(setting.default, (dict, list)):
+            return setting.default.copy()
+        else:
+            value = setting.default
+        if setting is None or not setting.env:
+            self._remember(key, value)
+        return value
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._values[_UPPER_ALIASES.get(key, key)] = value
+        self._forget_resolved()
 
     def __delitem__(self, key: str) -> None:
         del self._values[key]
+        self._forget_resolved()
 
     def __iter__(self) -> Iterator[str]:
         return iter(set(DEFAULTS) | set(self._values))
@@ -205,6 +235,7 @@ class Settings(MutableMapping[str, Any]):
         """Set a value only if the user has not set one."""
         if key not in self._values and value is not None:
             self._values[key] = value
+            self._forget_resolved()
 
     def load_object(self, source: object | str) -> None:
         """Read lower-case (or known upper-case) attributes of a module or object."""
