@@ -110,9 +110,12 @@ class Control:
         return merged
 
     def inspect(
-        self, command: str, arguments: dict[str, Any] | None = None, **options: Any
-    ) -> dict[str, Any]:
-        """Run a read-only command (active, stats, ...) on the workers."""
+        self, command: str | None = None, arguments: dict[str, Any] | None = None, **options: Any
+    ) -> Any:
+        """Run a read-only command (active, stats, ...) on the workers; without a command,
+        return Celery's `Inspect` shape: `app.control.inspect(destination=[...]).active()`."""
+        if command is None:
+            return Inspect(self, options)
         return self.call(command, arguments, **options)
 
     def enable_events(self, **options: Any) -> dict[str, Any]:
@@ -175,3 +178,23 @@ class Control:
     def shutdown(self, *, destination: list[str] | None = None) -> None:
         """Ask workers to stop (warm); no reply comes, as in Celery."""
         self.broadcast("shutdown", destination=destination, reply=False)
+
+
+class Inspect:
+    """Read-only commands as methods, as Celery's `app.control.inspect()` offers them: each
+    returns {node: reply}, or None when no worker answered (as Celery does)."""
+
+    def __init__(self, control: Control, options: dict[str, Any]) -> None:
+        self._control = control
+        self._options = options
+
+    def __getattr__(self, command: str) -> Any:
+        if command.startswith("_"):
+            raise AttributeError(command)
+
+        def run(*ids: str, **arguments: Any) -> dict[str, Any] | None:
+            if ids:  # query_task(*ids), as in Celery
+                arguments["ids"] = list(ids)
+            return self._control.call(command, arguments or None, **self._options) or None
+
+        return run

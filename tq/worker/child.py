@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SoftTimeLimitExceeded
 from .executor import execute
 from .logs import reopen_log_files
+from .pool import CURRENT, LAST_READ, PREFORK_DEPTH, SKIP, SOFT_FOR
 
 if TYPE_CHECKING:
     from ..app import App
@@ -31,12 +32,14 @@ def _die_with_parent() -> None:
         pass
 
 
-_running = {"task": False}
+_running: dict[str, Any] = {"task": False, "shared": None}
 
 
 def _raise_soft_time_limit(signum: int, frame: Any) -> None:
-    # The parent may signal just as the task ends: only interrupt a task, never the loop.
-    if _running["task"]:
+    # The parent may signal just as a task ends: only interrupt the task the signal was for,
+    # never the loop or the next task.
+    shared = _running["shared"]
+    if _running["task"] and (shared is None or shared[SOFT_FOR] == shared[CURRENT]):
         raise SoftTimeLimitExceeded("SoftTimeLimitExceeded()")
 
 
@@ -52,12 +55,18 @@ def child_loop(
     jobs: Connection,
     results: Connection,
     inherited_fds: list[int],
+    shared: Any,
+    lock: Any,
     *,
     max_tasks: int | None,
     max_memory_kib: int | None,
     on_start: Any = None,
 ) -> None:
-    """Serve jobs until the parent sends None, the pipe closes, or a recycling limit is hit."""
+    """Serve jobs until the parent sends None, the pipe closes, or a recycling limit is hit.
+
+    `shared` holds the job running now and one the parent took back; `lock` makes "is this job
+    taken back? then I run it" one step against the parent's "is it running? then skip it".
+    """
     _die_with_parent()
     signal.set_wakeup_fd(-1)
     signal.signal(
@@ -74,6 +83,7 @@ def child_loop(
             pass
     if on_start is not None:
         on_start(index)
+    _running["shared"] = shared
     done = 0
     while True:
         try:
@@ -83,11 +93,20 @@ def child_loop(
         if job is None:
             return
         job_id, request = job
+        with lock:
+            shared[LAST_READ] = job_id
+            skipped = job_id in shared[SKIP : SKIP + PREFORK_DEPTH]
+            if not skipped:
+                shared[CURRENT] = job_id
+        if skipped:
+            results.send((job_id, None, False))
+            continue
         _running["task"] = True
         try:
             outcome = execute(app, request, hostname)
         finally:
             _running["task"] = False
+            shared[CURRENT] = 0
         done += 1
         leaving = bool(max_tasks and done >= max_tasks) or bool(
             max_memory_kib and rss_kib() > max_memory_kib

@@ -16,7 +16,7 @@ from kombu.clocks import LamportClock
 from .. import sdnotify
 from ..events import HEARTBEAT_INTERVAL_S
 from ..protocol import utcnow
-from . import control, outcomes
+from . import control, handoff, outcomes
 from .child import child_loop
 from .connection import connect_with_retry, recoverable_errors, restore_orphans
 from .executor import execute
@@ -71,6 +71,7 @@ class Worker:
         self.reserved: deque[Held] = deque()
         self.eta_held: set[Held] = set()
         self.active: dict[int, Held] = {}
+        self.queued: dict[int, Held] = {}  # handed to a busy pool process, not begun
         self.revoked_ids = control.BoundedIdSet()
         self.clock = LamportClock()
         self.events = WorkerEvents(self, task_events=options.send_events)
@@ -115,14 +116,14 @@ class Worker:
         return self.options.concurrency * multiplier + len(self.eta_held)
 
     def _make_pool(self) -> Any:
-        def child_main(index: int, jobs: Any, results: Any, inherited: list[int]) -> None:
+        def child_main(index: int, jobs: Any, results: Any, *shared: Any) -> None:
             child_loop(
                 self.app,
                 self.hostname,
                 index,
                 jobs,
                 results,
-                inherited,
+                *shared,
                 max_tasks=self.options.max_tasks_per_child,
                 max_memory_kib=self.options.max_memory_per_child,
             )
@@ -136,7 +137,7 @@ class Worker:
             size=self.options.concurrency,
             child_main=child_main,
             run_job=run_job,
-            on_result=self._on_child_result,
+            on_result=lambda child, payload: handoff.on_result(self, child, payload),
             on_exit=self._on_child_exit,
             add_reader=lambda fd, cb, *args: self.hub.add_reader(fd, cb, *args),
             remove_reader=lambda fd: self.hub.remove(fd),
@@ -185,7 +186,8 @@ class Worker:
         # once the broker answers again (connection.restore_orphans), not after the visibility timeout).
         self.reserved.clear()
         self.eta_held.clear()
-        for held in self.active.values():
+        handoff.take_back_all(self)
+        for held in list(self.active.values()) + list(self.queued.values()):
             held.acknowledged = True if held.acks_late else held.acknowledged
         if self.task_consumer is not None:
             self._orphaned_channels.append(self.task_consumer.channel)
@@ -238,7 +240,7 @@ class Worker:
                 loop = self.hub.create_loop()
                 while self.state != STOPPED:
                     next(loop)
-                    if self.state == WARM and not self.active:
+                    if self.state == WARM and not self.active and not self.queued:
                         self.state = STOPPED
             except ConnectionAbortedError:
                 self.state = STOPPED
@@ -274,7 +276,8 @@ class Worker:
                     consumer.cancel()
                 except Exception as exc:
                     logger.debug("consumer cancel failed: %r", exc)
-        for held in list(self.reserved) + list(self.eta_held):
+        waiting = handoff.take_back_all(self)
+        for held in list(self.reserved) + list(self.eta_held) + waiting:
             held.reject(requeue=True)
         self.reserved.clear()
         self.eta_held.clear()
@@ -285,6 +288,8 @@ class Worker:
             for held in self.active.values():
                 if held.acks_late:
                     held.reject(requeue=True)
+            for held in self.queued.values():  # never acked: the next worker runs them
+                held.reject(requeue=True)
             self._stop_consuming()
         if self.pool is not None:
             self.pool.stop(kill=cold)
@@ -318,7 +323,7 @@ class Worker:
                 self.hub.call_later(delay, self._eta_due, held)
                 return
         self.reserved.append(held)
-        self._dispatch()
+        self.dispatch()
 
     def _eta_due(self, held: Held) -> None:
         if held not in self.eta_held:
@@ -327,7 +332,7 @@ class Worker:
         self.update_qos()
         if not self._discard_if_revoked(held):
             self.reserved.append(held)
-            self._dispatch()
+            self.dispatch()
 
     def _discard_if_revoked(self, held: Held) -> bool:
         request = held.request
@@ -341,15 +346,20 @@ class Worker:
 
     # -- dispatching -------------------------------------------------------------------------
 
-    def _dispatch(self) -> None:
-        if not self.reserved or self.state != RUNNING:
+    def dispatch(self) -> None:
+        """Hand reserved requests to pool processes with room (idle ones first)."""
+        if self.state != RUNNING:
+            return
+        if not self.reserved:
+            if self.queued:
+                handoff.rebalance(self)
             return
         self.last_busy = time.monotonic()
         limited: list[Held] = []
         wait_s: float | None = None
         while self.reserved:
-            idle = self.pool.idle()
-            if not idle:
+            child = self.pool.free_child()
+            if child is None:
                 break
             held = self.reserved.popleft()
             if self._discard_if_revoked(held):
@@ -360,7 +370,7 @@ class Worker:
                 expected = bucket.expected_time(1)
                 wait_s = expected if wait_s is None else min(wait_s, expected)
                 continue
-            self._start(held, idle[0])
+            handoff.hand(self, held, child)
         self.reserved.extendleft(reversed(limited))
         if wait_s is not None and not self._rate_wakeup_pending:
             self._rate_wakeup_pending = True
@@ -368,42 +378,21 @@ class Worker:
 
     def _rate_wakeup(self) -> None:
         self._rate_wakeup_pending = False
-        self._dispatch()
+        self.dispatch()
 
-    def _start(self, held: Held, child: Child) -> None:
+    def next_job_id(self) -> int:
         job_id = self._next_job_id
         self._next_job_id += 1
-        held.job_id, held.child = job_id, child
-        held.started_at, held.time_start_epoch = time.monotonic(), time.time()
-        self.active[job_id] = held
-        if not held.acks_late:
-            held.ack()
-        self.pool.send(child, job_id, (job_id, held.request))
-        self.events.task("task-started", uuid=held.request.id)
-
-    def _on_child_result(self, child: Child, payload: Any) -> None:
-        job_id, outcome, leaving = payload
-        held = self.active.pop(job_id, None)
-        child.job_id = None
-        child.tasks_done += 1
-        if leaving:
-            child.extra["retiring"] = True
-        elif child.extra.get("retiring") and child.job_writer is not None:
-            child.job_writer.send(None)
-        # The child gets its next job before the parent logs, announces and acks this one, so
-        # that bookkeeping overlaps the next task instead of leaving the child idle.
-        self._dispatch()
-        if held is not None:
-            outcomes.finish(self, held, outcome)
+        return job_id
 
     def _on_child_exit(self, child: Child) -> None:
         exitcode = child.exitcode()
-        held = self.active.pop(child.job_id, None) if child.job_id is not None else None
+        held = handoff.on_exit(self, child)
         if held is not None:
             outcomes.fail_lost_job(self, held, exitcode)
         if self.state == RUNNING and len(self.pool.children) < self.pool.size:
             self.pool.spawn()
-        self._dispatch()
+        self.dispatch()
 
     # -- housekeeping ------------------------------------------------------------------------
 
@@ -413,16 +402,11 @@ class Worker:
         self.pool.check_alive()
         if self.autoscale is not None and control.autoscale_step(self, now):
             self.update_qos()
-            self._dispatch()
+            self.dispatch()
 
     def terminate_task(self, task_id: str, signum: int) -> bool:
-        """Kill the pool process running `task_id`; return whether it was running here."""
-        for held in self.active.values():
-            if held.request.id == task_id and held.child is not None:
-                held.terminated_by = signum
-                self.pool.signal_child(held.child, signum)
-                return True
-        return False
+        """Kill the pool process running `task_id` (revoke it if it still waits); found here?"""
+        return handoff.terminate(self, task_id, signum)
 
     # -- what remote control calls ---------------------------------------------------------
 

@@ -14,6 +14,7 @@ from kombu.utils.limits import TokenBucket
 from .. import topology
 from ..control import make_mailbox
 from ..errors import ConfigError
+from . import handoff
 
 if TYPE_CHECKING:
     from .consumer import Worker
@@ -126,6 +127,9 @@ def revoke(
             worker.eta_held.discard(held)
             worker.discard_revoked(held)
             worker.update_qos()
+    for held in list(worker.queued.values()):  # waiting in a pool process's pipe, not begun
+        if held.request.id in ids and handoff.take_back(worker, held):
+            worker.discard_revoked(held)
     return ok(f"tasks {set(ids)!r} flagged as revoked")
 
 
@@ -260,7 +264,7 @@ def autoscale_step(worker: Worker, now: float) -> bool:
     """Grow the pool while work waits, shrink it when idle; return whether the size changed."""
     high, low = worker.autoscale or (0, 0)
     pool = worker.pool
-    if pool.size < low or (worker.reserved and pool.size < high):
+    if pool.size < low or ((worker.reserved or worker.queued) and pool.size < high):
         pool.grow(1)
     elif pool.size > high or (
         pool.size > low

@@ -39,7 +39,7 @@ def request_info(worker: Worker, held: Held, *, safe: bool = False) -> dict[str,
             "redelivered": bool(info.get("redelivered")),
         },
         "worker_pid": held.child.pid
-        if held.child is not None and worker.options.pool == "prefork"
+        if held.child is not None and held.started_at and worker.options.pool == "prefork"
         else None,
     }
 
@@ -68,7 +68,8 @@ def active(worker: Worker, safe: bool = False, **_kw: Any) -> list[dict[str, Any
 
 @handler
 def reserved(worker: Worker, safe: bool = False, **_kw: Any) -> list[dict[str, Any]]:
-    return [request_info(worker, held, safe=safe) for held in worker.reserved]
+    waiting = list(worker.reserved) + list(worker.queued.values())
+    return [request_info(worker, held, safe=safe) for held in waiting]
 
 
 @handler
@@ -113,7 +114,7 @@ def query_task(worker: Worker, ids: Any = (), **_kw: Any) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for label, pool in (
         ("active", worker.active.values()),
-        ("reserved", worker.reserved),
+        ("reserved", list(worker.reserved) + list(worker.queued.values())),
         ("scheduled", worker.eta_held),
     ):
         for held in pool:

@@ -16,7 +16,7 @@ logger = logging.getLogger("tq.worker")
 def enforce_time_limits(active: Iterable[Held], pool: Any, now: float) -> None:
     """Signal the pool process of every running task past one of its limits, once per limit."""
     for held in list(active):
-        if held.started_at is None or held.child is None:
+        if held.started_at is None or held.child is None or held.job_id is None:
             continue
         elapsed = now - held.started_at
         if held.soft_time_limit and not held.soft_sent and elapsed >= held.soft_time_limit:
@@ -27,7 +27,7 @@ def enforce_time_limits(active: Iterable[Held], pool: Any, now: float) -> None:
                 held.request.name,
                 held.request.id,
             )
-            pool.signal_child(held.child, signal.SIGUSR1)
+            pool.signal_job(held.child, held.job_id, signal.SIGUSR1)
         if held.time_limit and not held.timed_out and elapsed >= held.time_limit:
             held.timed_out = True
-            pool.signal_child(held.child, signal.SIGKILL)
+            pool.signal_job(held.child, held.job_id, signal.SIGKILL)

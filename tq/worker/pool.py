@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -18,27 +19,48 @@ logger = logging.getLogger("tq.worker")
 #: Seconds a stopping child gets to exit after its sentinel before it is killed.
 CHILD_STOP_TIMEOUT_S = 5.0
 
+#: Jobs a pool process holds at once: the one it runs and one waiting in its pipe, so that it
+#: starts the next task without waiting for the parent to read the last result.
+PREFORK_DEPTH = 2
+
+#: Slots of a child's shared words: the job it runs (0: none), the job a soft time limit signal
+#: is meant for, the last job it read (job ids only grow), then one slot per job it may hold for
+#: a job it must skip when it reads it.
+CURRENT, SOFT_FOR, LAST_READ, SKIP = 0, 1, 2, 3
+
+#: Longest the parent waits for a child's lock (held only for a few instructions by a child).
+LOCK_TIMEOUT_S = 1.0
+
 ResultCallback = Callable[["Child", Any], None]
 ExitCallback = Callable[["Child"], None]
 
 
 @dataclass(eq=False)
 class Child:
-    """One pool process (or thread slot) and the job it runs."""
+    """One pool process (or thread slot) and the jobs handed to it, oldest (running) first."""
 
     index: int
     pid: int
     job_writer: Connection | None = None
     result_reader: Connection | None = None
     process: Any = None
-    job_id: int | None = None
+    jobs: deque[int] = field(default_factory=deque)
+    #: Jobs taken back while they waited in the pipe: the child reports them skipped.
+    taken_back: set[int] = field(default_factory=set)
+    shared: Any = None
+    lock: Any = None
     tasks_done: int = 0
     exited: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def busy(self) -> bool:
-        return self.job_id is not None
+        return bool(self.jobs)
+
+    @property
+    def job_id(self) -> int | None:
+        """The job this child runs (or was last given), if any."""
+        return self.jobs[0] if self.jobs else None
 
     def exitcode(self) -> int | None:
         """Return the exit code (negative: killed by that signal), reaping the process."""
@@ -48,10 +70,25 @@ class Child:
         return self.process.exitcode
 
 
+def least_loaded(children: list[Child], depth: int) -> Child | None:
+    """The child with the fewest jobs that can take one more (idle ones first), or None."""
+    best: Child | None = None
+    for child in children:
+        held = len(child.jobs)
+        if held >= depth or child.extra.get("retiring"):
+            continue
+        if best is None or held < len(best.jobs):
+            best = child
+            if held == 0:
+                break
+    return best
+
+
 class PreforkPool:
     """Child processes forked from the worker; jobs and results travel over pipes."""
 
     name = "prefork"
+    depth = PREFORK_DEPTH
 
     def __init__(
         self,
@@ -91,12 +128,14 @@ class PreforkPool:
         result_reader, result_writer = self._context.Pipe(duplex=False)
         index = self._free_index()
         inherited = [fd for child in self.children for fd in _parent_fds(child)]
+        shared = self._context.RawArray("q", SKIP + self.depth)
+        lock = self._context.Lock()
         # Objects that exist before the fork are never traversed by the child's collector, so
         # the child does not touch (and copy) the parent's pages: a smaller pool in memory.
         gc.freeze()
         process = self._context.Process(
             target=self.child_main,
-            args=(index, job_reader, result_writer, inherited),
+            args=(index, job_reader, result_writer, inherited, shared, lock),
             name=f"ForkPoolWorker-{index}",
             daemon=False,
         )
@@ -110,6 +149,8 @@ class PreforkPool:
             job_writer=job_writer,
             result_reader=result_reader,
             process=process,
+            shared=shared,
+            lock=lock,
         )
         self.children.append(child)
         self.add_reader(result_reader.fileno(), self._on_readable, child)
@@ -155,9 +196,13 @@ class PreforkPool:
             child for child in self.children if not child.busy and not child.extra.get("retiring")
         ]
 
+    def free_child(self) -> Child | None:
+        """The child to hand the next job to: an idle one, else one with room in its pipe."""
+        return least_loaded(self.children, self.depth)
+
     def send(self, child: Child, job_id: int, payload: Any) -> None:
-        """Give a job to an idle child."""
-        child.job_id = job_id
+        """Give a job to a child with a free slot; it runs after the jobs it already has."""
+        child.jobs.append(job_id)
         assert child.job_writer is not None
         child.job_writer.send(payload)
 
@@ -168,18 +213,51 @@ class PreforkPool:
         except ProcessLookupError:
             pass
 
+    def take_back(self, child: Child, job_id: int) -> bool:
+        """Stop a child from running a job still waiting in its pipe; False once it has read it."""
+        if child.exited:
+            return False
+        # A child holds at most `depth` jobs, so a slot not naming a pending skip is free.
+        slot = next(
+            index
+            for index in range(SKIP, SKIP + self.depth)
+            if child.shared[index] not in child.taken_back
+        )
+        with _locked(child.lock) as locked:
+            # Read already (running, or even finished with its result still in the pipe)?
+            if not locked or child.shared[LAST_READ] >= job_id:
+                return False
+            child.shared[slot] = job_id
+        child.taken_back.add(job_id)
+        return True
+
+    def signal_job(self, child: Child, job_id: int, signum: int) -> bool:
+        """Signal the child only while it runs this job (never the job after it)."""
+        if child.exited:
+            return False
+        with _locked(child.lock) as locked:
+            if locked and child.shared[CURRENT] != job_id:
+                return False
+            if signum == signal.SIGUSR1:
+                child.shared[SOFT_FOR] = job_id
+            self.signal_child(child, signum)
+        return True
+
     def grow(self, count: int) -> None:
         for _ in range(count):
             self.spawn()
         self.size += count
 
     def shrink(self, count: int) -> int:
-        """Retire up to `count` children, idle ones first; return how many."""
+        """Retire up to `count` children, idle ones first; return how many.
+
+        The sentinel goes behind the jobs already in a child's pipe: it runs them, then exits.
+        """
         count = min(count, len(self.children) - 1)
-        victims = sorted(self.children, key=lambda child: child.busy)[: max(count, 0)]
+        victims = sorted(self.children, key=lambda child: len(child.jobs))[: max(count, 0)]
         for child in victims:
             child.extra["retiring"] = True
-            if not child.busy and child.job_writer is not None:
+            if child.job_writer is not None:
                 child.job_writer.send(None)
         self.size -= len(victims)
         return len(victims)
@@ -206,6 +284,23 @@ class PreforkPool:
         return [child.pid for child in self.children]
 
 
+class _locked:
+    """Hold a child's lock for a block, giving up after LOCK_TIMEOUT_S (a child that died
+    holding it): the block learns whether it holds the lock."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+        self.held = False
+
+    def __enter__(self) -> bool:
+        self.held = bool(self.lock.acquire(timeout=LOCK_TIMEOUT_S))
+        return self.held
+
+    def __exit__(self, *exc: object) -> None:
+        if self.held:
+            self.lock.release()
+
+
 def _parent_fds(child: Child) -> list[int]:
     fds = []
     for conn in (child.job_writer, child.result_reader):
@@ -218,6 +313,7 @@ class ThreadPool:
     """Threads in the worker process: for I/O-bound tasks that release the GIL."""
 
     name = "threads"
+    depth = 1
 
     def __init__(
         self,
@@ -239,8 +335,11 @@ class ThreadPool:
     def idle(self) -> list[Child]:
         return [child for child in self.children if not child.busy]
 
+    def free_child(self) -> Child | None:
+        return least_loaded(self.children, self.depth)
+
     def send(self, child: Child, job_id: int, payload: Any) -> None:
-        child.job_id = job_id
+        child.jobs.append(job_id)
 
         def work() -> None:
             result = self.run_job(payload)
@@ -250,6 +349,13 @@ class ThreadPool:
 
     def signal_child(self, child: Child, signum: int) -> None:
         logger.warning("the threads pool cannot terminate a running task; it will finish")
+
+    def signal_job(self, child: Child, job_id: int, signum: int) -> bool:
+        self.signal_child(child, signum)
+        return True
+
+    def take_back(self, child: Child, job_id: int) -> bool:
+        return False
 
     def check_alive(self) -> None:
         return None
@@ -288,7 +394,7 @@ class SoloPool(ThreadPool):
         super().__init__(size=1, run_job=run_job, on_result=on_result, call_soon=call_soon)
 
     def send(self, child: Child, job_id: int, payload: Any) -> None:
-        child.job_id = job_id
+        child.jobs.append(job_id)
         self.call_soon(lambda: self.on_result(child, self.run_job(payload)))
 
 
