@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import os
@@ -77,9 +78,22 @@ def saferepr(value: Any, limit: int = REPR_MAX_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def new_task_id() -> str:
+    """Return a random (version 4) UUID as text, as str(uuid4()) does in half the time."""
+    digits = os.urandom(16).hex()
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
+
+
 def origin_name() -> str:
     """Return the node name a client puts in `origin`: gen<pid>@<host>."""
-    return f"gen{os.getpid()}@{socket.gethostname()}"
+    return _origin_of(os.getpid())
+
+
+@functools.lru_cache(maxsize=1)
+def _origin_of(pid: int) -> str:
+    # Once per process (a fork gets a new pid): every message sent carries it.
+    return f"gen{pid}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)
@@ -138,8 +152,9 @@ def build_task_message(
         "timelimit": [time_limit, soft_time_limit],
         "root_id": root_id or task_id,
         "parent_id": parent_id,
-        "argsrepr": saferepr(tuple(args)),
-        "kwargsrepr": saferepr(kwargs),
+        # reprlib takes microseconds even for nothing; most calls have no kwargs, many no args.
+        "argsrepr": saferepr(tuple(args)) if args else "()",
+        "kwargsrepr": saferepr(kwargs) if kwargs else "{}",
         "origin": origin or origin_name(),
         "ignore_result": ignore_result,
         "replaced_task_nesting": replaced_task_nesting,

@@ -90,11 +90,9 @@ def route_task(
     task: Any = None,
 ) -> Route:
     """Return the publish options for a call: the first router's route under explicit options."""
-    route: Route = {}
+    explicit = {key: value for key, value in options.items() if value is not None}
     for router in routers:
         found = _as_route(router(name, args, kwargs, options, task=task))
         if found:
-            route = found
-            break
-    explicit = {key: value for key, value in options.items() if value is not None}
-    return {**route, **explicit}
+            return {**found, **explicit}
+    return explicit

@@ -49,6 +49,13 @@ TASK_OPTIONS: dict[str, Any] = {
 }
 
 
+#: Task options that are also apply_async options: the task's value unless the call gives one.
+_CALL_DEFAULTS = (
+    "queue", "exchange", "routing_key", "priority", "expires", "shadow", "time_limit",
+    "soft_time_limit",
+)  # fmt: skip
+
+
 @dataclass
 class Context:
     """What a running task knows about its own call (`self.request`)."""
@@ -113,6 +120,28 @@ def exponential_backoff(factor: float, retries: int, maximum: float, jitter: boo
     if jitter:
         countdown = random.randrange(int(countdown) + 1)
     return max(0.0, float(countdown))
+
+
+def positional_range(signature: Any) -> tuple[int, int | None] | None:
+    """How many positional arguments a call without keywords may pass: (least, most or None).
+
+    None when a call without keywords never fits (a keyword-only parameter has no default).
+    """
+    if signature is None:
+        return None
+    least, most = 0, 0
+    unbounded = False
+    for parameter in signature.parameters.values():
+        kind = parameter.kind
+        if kind == parameter.VAR_POSITIONAL:
+            unbounded = True
+        elif kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            most += 1
+            if parameter.default is parameter.empty:
+                least = most
+        elif kind == parameter.KEYWORD_ONLY and parameter.default is parameter.empty:
+            return None
+    return least, None if unbounded else most
 
 
 class Task:
@@ -222,13 +251,10 @@ class Task:
             self._check_arguments(args or (), kwargs or {})
         if self.app.conf.task_always_eager:
             return self.apply(args, kwargs, task_id=options.get("task_id"))
-        for key in ("queue", "exchange", "routing_key", "priority", "expires", "shadow"):
-            if options.get(key) is None and getattr(self, key) is not None:
-                options[key] = getattr(self, key)
-        if options.get("time_limit") is None and self.time_limit is not None:
-            options["time_limit"] = self.time_limit
-        if options.get("soft_time_limit") is None and self.soft_time_limit is not None:
-            options["soft_time_limit"] = self.soft_time_limit
+        for key in _CALL_DEFAULTS:
+            value = getattr(self, key)
+            if value is not None and options.get(key) is None:
+                options[key] = value
         if options.get("ignore_result") is None:
             options["ignore_result"] = self.option("ignore_result", "task_ignore_result")
         return self.app.send_task(self.name, args, kwargs, task=self, **options)
@@ -244,6 +270,7 @@ class Task:
             except (TypeError, ValueError):
                 cached = None
             self.__dict__["_run_signature"] = cached
+            self.__dict__["_positional_range"] = positional_range(cached)
         return cached
 
     def _check_arguments(self, args: Any, kwargs: Any) -> None:
@@ -252,6 +279,12 @@ class Task:
         signature = self._signature()
         if signature is None:
             return
+        accepted = self.__dict__["_positional_range"]
+        if accepted is not None and not kwargs:
+            # Positional arguments only: a count check says what bind() would (bind takes µs).
+            count = len(args) + (1 if self.bind else 0)
+            if accepted[0] <= count and (accepted[1] is None or count <= accepted[1]):
+                return
         try:
             if self.bind:
                 signature.bind(self, *args, **kwargs)
