@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
@@ -16,10 +17,10 @@ from . import result as result_module
 from . import topology
 from .backends import backend_for_url
 from .broker import Publisher, default_broker_url, make_connection
-from .canvas import Signature, as_message_signatures
+from .canvas import Signature, as_message_signatures, maybe_signature
 from .config import Settings
 from .errors import ConfigError, NotRegistered, QueueNotFound
-from .protocol import build_task_message, utcnow
+from .protocol import build_task_message, new_task_id, saferepr, utcnow
 from .routing import build_routers, route_task
 from .task import Task, current_request
 
@@ -224,7 +225,8 @@ class App:
         max_priority = self.conf.task_queue_max_priority
         key = (name, max_priority)
         queue = self._created_queues.get(key)
-        if queue is None:  # one Queue object per name: building it is most of a publish's routing cost
+        if queue is None:
+            # One Queue object per name: building it is most of a publish's routing cost.
             queue = self._created_queues[key] = topology.task_queue(name, max_priority=max_priority)
         return queue
 
@@ -276,7 +278,7 @@ class App:
     ) -> result_module.AsyncResult:
         """Send a task by name and return its AsyncResult."""
         conf = self.conf
-        task_id = task_id or str(uuid4())
+        task_id = task_id or new_task_id()
         args = list(args or ())
         kwargs = dict(kwargs or {})
         route = route_task(
@@ -296,17 +298,7 @@ class App:
         target_queue = target if isinstance(target, Queue) else self.queue_by_name(target)
         if route.get("priority") is None:
             route["priority"] = conf.task_default_priority
-        now = utcnow()
-        if countdown is not None:
-            eta = now + timedelta(seconds=countdown)
-        elif eta is not None:
-            eta = self.to_utc(eta)
-        if isinstance(expires, (int, float)):
-            expires = now + timedelta(seconds=expires)
-        elif isinstance(expires, timedelta):
-            expires = now + expires
-        elif isinstance(expires, datetime):
-            expires = self.to_utc(expires)
+        eta, expires = self._eta_and_expiry(countdown, eta, expires)
         parent = current_request()
         if parent is not None and parent.id is not None and not parent.called_directly:
             parent_id = parent_id or parent.id
@@ -346,10 +338,58 @@ class App:
             retry=conf.task_publish_retry if retry is None else retry,
             retry_policy=retry_policy,
             before_publish=backend.on_task_call if backend is not None else None,
+            after_publish=(
+                partial(self._send_sent_event, message, target_queue, route)
+                if conf.task_send_sent_event
+                else None
+            ),
         )
-        if conf.task_send_sent_event:
-            self._send_sent_event(message, target_queue, route)
         return result_module.AsyncResult(task_id, app=self, task_name=name)
+
+    def send_many(self, calls: Iterable[Any], **options: Any) -> list[Any]:
+        """Send many task calls together: as few broker round trips as the transport allows.
+
+        Each call is a signature (``add.s(1, 2)``, a chain, a group) or a ``(name, args,
+        kwargs)`` tuple; ``options`` (as for apply_async) are given to every call. Every call
+        is checked and encoded before any is sent: a bad one raises its error, with a note
+        naming it, and none is sent. Returns each call's result, in order.
+        """
+        results = []
+        with self.publisher.batch():
+            for index, call in enumerate(calls):
+                try:
+                    if isinstance(call, tuple):
+                        call = self.signature(*call)
+                    results.append(maybe_signature(call, app=self).apply_async(**options))
+                except Exception as exc:
+                    exc.add_note(
+                        f"send_many: call {index} ({saferepr(call, 80)}) failed; "
+                        "no call of this send_many was sent"
+                    )
+                    raise
+        return results
+
+    def _eta_and_expiry(
+        self,
+        countdown: float | None,
+        eta: datetime | None,
+        expires: float | datetime | timedelta | None,
+    ) -> tuple[datetime | None, datetime | None]:
+        """Return eta and expires as UTC datetimes (expires may be seconds or a timedelta)."""
+        if countdown is None and eta is None and expires is None:
+            return None, None
+        now = utcnow()
+        if countdown is not None:
+            eta = now + timedelta(seconds=countdown)
+        elif eta is not None:
+            eta = self.to_utc(eta)
+        if isinstance(expires, (int, float)):
+            expires = now + timedelta(seconds=expires)
+        elif isinstance(expires, timedelta):
+            expires = now + expires
+        elif isinstance(expires, datetime):
+            expires = self.to_utc(expires)
+        return eta, expires
 
     def _send_sent_event(self, message: Any, queue: Queue, route: dict[str, Any]) -> None:
         """Publish task-sent (task_send_sent_event), from this client as gen<pid>@host."""

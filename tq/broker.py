@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kombu import Connection, Exchange, Producer, Queue
+from kombu.compression import compress
+from kombu.entity import maybe_delivery_mode
 from kombu.exceptions import OperationalError
 from kombu.serialization import dumps
 
@@ -21,6 +25,9 @@ if TYPE_CHECKING:
 
 #: kombu's transport aliases that tq registers itself (the embedded broker).
 EMBEDDED_SCHEMES = ("sqlite",)
+#: Messages of a batch handed to the transport at once (one Redis pipeline, one SQLite
+#: transaction): also the most a connection lost in the middle can make it send twice.
+BULK_CHUNK_MESSAGES = 500
 
 
 def default_broker_url(conf: Settings) -> str:
@@ -52,8 +59,41 @@ def make_connection(conf: Settings, url: str | None = None) -> Connection:
         raise ConfigError(f"cannot use broker URL {mask_url(url)!r}: {exc}") from None
 
 
+class Outgoing(NamedTuple):
+    """A task message encoded for the wire, with where it goes and what runs around it."""
+
+    body: bytes | str
+    content_type: str
+    content_encoding: str
+    headers: dict[str, Any]
+    #: AMQP properties but priority: delivery_mode, correlation_id, reply_to, expiration.
+    properties: dict[str, Any]
+    priority: int
+    exchange: str
+    routing_key: str
+    queue: Queue
+    retry: bool
+    retry_policy: dict[str, Any]
+    before_publish: Callable[[Producer], Any] | None
+    after_publish: Callable[[], Any] | None
+
+
+class _Sent:
+    """How many messages of a send are known to be with the broker (a retry resumes there)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 class Publisher:
-    """Publishes task messages; one connection and producer per thread and process."""
+    """Publishes task messages; one connection and producer per thread and process.
+
+    A message is encoded here and handed to the channel's basic_publish: kombu's
+    Producer.publish would wrap every send in connection.ensure and work out its options
+    again; here connection.ensure only takes over once a send has failed. Inside batch(),
+    messages are encoded at once and sent together when the block ends, in chunks of
+    BULK_CHUNK_MESSAGES: one Redis pipeline or one SQLite transaction each.
+    """
 
     def __init__(self, conf: Settings) -> None:
         self.conf = conf
@@ -67,6 +107,7 @@ class Publisher:
             local.connection = make_connection(self.conf)
             local.producer = None
             local.declared = set()
+            local.batch = None
         if local.producer is None:
             local.producer = Producer(local.connection, auto_declare=False)
         return local.producer, local.declared
@@ -77,6 +118,29 @@ class Publisher:
         self._producer()
         return self._local.connection
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Keep what this thread publishes in the block; send it all when the block ends.
+
+        Every message is encoded when published (so a bad one fails there); an exception out
+        of the block sends nothing of it. A batch inside a batch joins the outer one.
+        """
+        self._producer()
+        local = self._local
+        outer = local.batch
+        pending: list[Outgoing] = [] if outer is None else outer
+        mark = len(pending)
+        local.batch = pending
+        try:
+            yield
+        except BaseException:
+            del pending[mark:]
+            raise
+        finally:
+            local.batch = outer
+        if outer is None and pending:
+            self._send(pending)
+
     def publish(
         self,
         message: TaskMessage,
@@ -86,65 +150,153 @@ class Publisher:
         routing_key: str | None = None,
         retry: bool = True,
         retry_policy: dict[str, Any] | None = None,
-        before_publish: Any = None,
+        before_publish: Callable[[Producer], Any] | None = None,
+        after_publish: Callable[[], Any] | None = None,
     ) -> None:
-        """Publish one task message to its queue, declaring the queue the first time."""
-        producer, declared = self._producer()
+        """Publish one task message to its queue, declaring the queue the first time.
+
+        before_publish(producer) runs just before the message is sent, after_publish() once
+        it is (inside batch(): when the batch is sent).
+        """
         conf = self.conf
-        declare = [] if queue.name in declared else [queue]
+        outgoing = self._encode(
+            message,
+            queue=queue,
+            exchange=exchange,
+            routing_key=routing_key,
+            retry=retry,
+            retry_policy=retry_policy or conf.task_publish_retry_policy,
+            before_publish=before_publish,
+            after_publish=after_publish,
+        )
+        pending = getattr(self._local, "batch", None)
+        if pending is not None and getattr(self._local, "pid", None) == os.getpid():
+            pending.append(outgoing)
+        else:
+            self._send([outgoing])
+
+    def _encode(
+        self,
+        message: TaskMessage,
+        *,
+        queue: Queue,
+        exchange: str | Exchange | None,
+        routing_key: str | None,
+        retry: bool,
+        retry_policy: dict[str, Any],
+        before_publish: Callable[[Producer], Any] | None,
+        after_publish: Callable[[], Any] | None,
+    ) -> Outgoing:
+        """Serialise (and sign, and compress) a message and work out where it goes."""
+        conf = self.conf
         if exchange is None and routing_key is None and queue.exchange.type == "direct":
             # Celery publishes to the nameless exchange with the queue as key.
-            exchange_name: str | Exchange = topology.DEFAULT_EXCHANGE
+            target: str | Exchange = topology.DEFAULT_EXCHANGE
             key = queue.name
         else:
-            exchange_name = exchange if exchange is not None else queue.exchange
+            target = exchange if exchange is not None else queue.exchange
             key = routing_key or queue.routing_key
+        delivery_mode = conf.task_default_delivery_mode
+        if isinstance(target, Exchange):
+            delivery_mode = delivery_mode or target.delivery_mode
+            target = target.name
         properties = dict(message.properties)
-        expiration_ms = properties.pop("expiration", None)
-        if before_publish is not None:
-            before_publish(producer)
-        body, headers, encoding = self._encode(message)
-        try:
-            producer.publish(
-                body,
-                exchange=exchange_name,
-                routing_key=key,
-                headers=headers,
-                declare=declare,
-                **encoding,
-                compression=conf.task_compression,
-                delivery_mode=conf.task_default_delivery_mode,
-                expiration=int(expiration_ms) / 1000.0 if expiration_ms is not None else None,
-                retry=retry,
-                retry_policy=retry_policy or conf.task_publish_retry_policy,
-                **properties,
-            )
-        except (OperationalError, *producer.connection.connection_errors) as exc:
-            self._local.producer = None
-            raise BrokerUnavailable(
-                f"cannot publish to broker {mask_url(producer.connection.as_uri())}: {exc}"
-            ) from exc
-        declared.add(queue.name)
-
-    def _encode(self, message: TaskMessage) -> tuple[Any, dict[str, Any], dict[str, str]]:
-        """The body, headers and encoding options to publish: serialised here to sign it."""
+        priority = properties.pop("priority", 0)
+        properties["delivery_mode"] = maybe_delivery_mode(delivery_mode)
         if self._signing is None:
-            self._signing = signing_policy(self.conf)
-        serializer = self.conf.task_serializer
-        if not self._signing.enabled:
-            return list(message.body), message.headers, {"serializer": serializer}
-        content_type, content_encoding, payload = dumps(list(message.body), serializer=serializer)
-        headers = signed_headers(
-            self._signing,
-            message.headers,
-            body=payload,
-            content_type=content_type,
-            content_encoding=content_encoding,
+            self._signing = signing_policy(conf)
+        content_type, content_encoding, body = dumps(
+            list(message.body), serializer=conf.task_serializer
         )
-        return (
-            payload,
-            headers,
-            {"content_type": content_type, "content_encoding": content_encoding},
+        headers = message.headers
+        if self._signing.enabled:
+            headers = signed_headers(
+                self._signing,
+                headers,
+                body=body,
+                content_type=content_type,
+                content_encoding=content_encoding,
+            )
+            if isinstance(body, str):
+                body = body.encode(content_encoding)
+        compression = conf.task_compression
+        if compression:
+            headers = dict(headers)
+            body, headers["compression"] = compress(body, compression)
+        return Outgoing(
+            body, content_type, content_encoding, headers, properties, priority, target, key,
+            queue, retry, retry_policy, before_publish, after_publish,
+        )  # fmt: skip
+
+    def _send(self, messages: list[Outgoing]) -> None:
+        """Send the messages in order; on a lost connection, retry from the first unsent one."""
+        producer, declared = self._producer()
+        connection = producer.connection
+        sent = _Sent()
+        try:
+            try:
+                if messages[0].retry:
+                    # As kombu's Producer does: the policy also bounds the first connect.
+                    connection.transport_options.update(messages[0].retry_policy)
+                self._send_rest(producer, declared, messages, sent)
+            except (
+                *connection.recoverable_connection_errors,
+                *connection.recoverable_channel_errors,
+            ):
+                failed = messages[min(sent.count, len(messages) - 1)]
+                if not failed.retry:
+                    raise
+                retrying = connection.ensure(producer, self._send_rest, **failed.retry_policy)
+                retrying(producer, declared, messages, sent)
+        except (OperationalError, *connection.connection_errors) as exc:
+            self._local.producer = None
+            unsent = f" ({sent.count} of {len(messages)} sent)" if len(messages) > 1 else ""
+            raise BrokerUnavailable(
+                f"cannot publish to broker {mask_url(connection.as_uri())}{unsent}: {exc}"
+            ) from exc
+        for outgoing in messages:
+            if outgoing.after_publish is not None:
+                outgoing.after_publish()
+
+    def _send_rest(
+        self, producer: Producer, declared: set[str], messages: list[Outgoing], sent: _Sent
+    ) -> None:
+        """Send messages[sent.count:], counting each once the transport has it."""
+        channel = producer.channel
+        in_bulk = None
+        if len(messages) - sent.count > 1:
+            in_bulk = getattr(channel, "publishing_in_bulk", None)
+        if in_bulk is None:  # one message, or AMQP: each is with the broker once written
+            for outgoing in messages[sent.count :]:
+                self._send_one(producer, channel, declared, outgoing)
+                sent.count += 1
+            return
+        while sent.count < len(messages):
+            chunk = messages[sent.count : sent.count + BULK_CHUNK_MESSAGES]
+            with in_bulk():
+                for outgoing in chunk:
+                    self._send_one(producer, channel, declared, outgoing)
+            sent.count += len(chunk)
+
+    @staticmethod
+    def _send_one(producer: Producer, channel: Any, declared: set[str], outgoing: Outgoing) -> None:
+        if outgoing.before_publish is not None:
+            outgoing.before_publish(producer)
+        queue = outgoing.queue
+        if queue.name not in declared:
+            producer.maybe_declare(queue)
+            declared.add(queue.name)
+        # prepare_message may add to the properties it is given: a copy, for a retry's sake.
+        prepared = channel.prepare_message(
+            outgoing.body,
+            outgoing.priority,
+            outgoing.content_type,
+            outgoing.content_encoding,
+            outgoing.headers,
+            dict(outgoing.properties),
+        )
+        channel.basic_publish(
+            prepared, exchange=outgoing.exchange, routing_key=outgoing.routing_key
         )
 
     def close(self) -> None:

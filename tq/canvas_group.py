@@ -128,12 +128,20 @@ class group(TaskList):  # noqa: N801 - Celery's name
             backend = self.app.backend
             backend.ensure_chords_allowed()
             backend.set_chord_size(group_id, sum(chord_size(member) for member in members))
-        results = [
-            member.apply_async(
-                partial_args, kwargs, group_id=group_id, group_index=index, chord=body, **options
-            )
-            for index, member in enumerate(members)
-        ]
+        # One batch: the members are encoded first, then sent with as few round trips as the
+        # broker allows (and none is sent if one cannot be).
+        with self.app.publisher.batch():
+            results = [
+                member.apply_async(
+                    partial_args,
+                    kwargs,
+                    group_id=group_id,
+                    group_index=index,
+                    chord=body,
+                    **options,
+                )
+                for index, member in enumerate(members)
+            ]
         return GroupResult(group_id, results, app=self.app)
 
     def apply(self, args: Any = None, kwargs: dict[str, Any] | None = None, **options: Any) -> Any:

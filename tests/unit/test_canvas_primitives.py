@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -20,6 +21,9 @@ class Captured:
 
     def publish(self, message, **_options):
         self.messages.append(message)
+
+    def batch(self):
+        return contextlib.nullcontext()
 
     def ensure_chords_allowed(self):
         pass

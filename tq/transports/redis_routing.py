@@ -38,6 +38,8 @@ class RoutingChannel(kombu_redis.Channel):
         self._tables: dict[str, tuple[float, list[tuple[str, str, str]]]] = {}
         self._clients: dict[str, Any] = {}
         self._publisher: tuple[int, Any] | None = None
+        # (list key, payload) of the queue puts kept by publishing_in_bulk, else None.
+        self._bulk_puts: list[tuple[str, str]] | None = None
         super().__init__(*args, **kwargs)
 
     # -- clients -----------------------------------------------------------------------------
@@ -63,6 +65,15 @@ class RoutingChannel(kombu_redis.Channel):
         self._publisher = None  # its connection is the pool's: disconnected with it
         super()._disconnect_pools()
 
+    def _publishing_connection(self) -> Any:
+        """The publishing thread's own connection, or None in another thread."""
+        thread = threading.get_ident()
+        if self._publisher is None or self._publisher[0] != thread:
+            if self._publisher is not None:  # another thread: leave that one its connection
+                return None
+            self._publisher = (thread, self.pool.get_connection())
+        return self._publisher[1]
+
     def _publish_command(self, *args: Any) -> Any:
         """Send one command on the publishing thread's own connection and read the reply.
 
@@ -70,12 +81,9 @@ class RoutingChannel(kombu_redis.Channel):
         wrap the call in its retry and observability layers and give the connection back:
         about as long as the round trip itself. kombu's publish retry policy still applies.
         """
-        thread = threading.get_ident()
-        if self._publisher is None or self._publisher[0] != thread:
-            if self._publisher is not None:  # another thread: leave that one its connection
-                return self._cached_client("raw").execute_command(*args)
-            self._publisher = (thread, self.pool.get_connection())
-        connection = self._publisher[1]
+        connection = self._publishing_connection()
+        if connection is None:
+            return self._cached_client("raw").execute_command(*args)
         try:
             connection.send_command(*args)
             return connection.read_response()
@@ -83,12 +91,57 @@ class RoutingChannel(kombu_redis.Channel):
             connection.disconnect()
             raise
 
+    def _publish_pipelined(self, commands: list[tuple[Any, ...]]) -> None:
+        """Send the commands in one write and read their replies (no MULTI: one round trip)."""
+        connection = self._publishing_connection()
+        if connection is None:
+            pipeline = self._cached_client("raw").pipeline(transaction=False)
+            for command in commands:
+                pipeline.execute_command(*command)
+            pipeline.execute()
+            return
+        try:
+            connection.send_packed_command(connection.pack_commands(commands))
+            for _ in commands:
+                connection.read_response()
+        except BaseException:
+            # Replies may be left unread (an error reply raises): the connection is spent.
+            connection.disconnect()
+            raise
+
+    @contextmanager
+    def publishing_in_bulk(self) -> Iterator[None]:
+        """Keep the queue puts made in the block; send them as one pipeline when it ends.
+
+        Consecutive messages for the same list go in one LPUSH (Redis adds the values in
+        order, as separate LPUSHes would). Fanout and expiring queues are sent at once.
+        """
+        puts: list[tuple[str, str]] = []
+        self._bulk_puts = puts
+        try:
+            yield
+        finally:
+            self._bulk_puts = None
+        commands: list[tuple[Any, ...]] = []
+        for key, payload in puts:
+            if commands and commands[-1][1] == key:
+                commands[-1] = (*commands[-1], payload)
+            else:
+                commands.append(("LPUSH", key, payload))
+        if commands:
+            self._publish_pipelined(commands)
+
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
         """LPUSH the message on its priority's list: one round trip."""
         if kwargs.get("_publish_batch") is not None or queue in self._expires:
             return super()._put(queue, message, **kwargs)  # batches and expiring queues
-        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
-        self._publish_command("LPUSH", self.global_keyprefix + key, dumps(message))
+        key = self.global_keyprefix + self._q_for_pri(
+            queue, self._get_message_priority(message, reverse=False)
+        )
+        if self._bulk_puts is not None:
+            self._bulk_puts.append((key, dumps(message)))
+        else:
+            self._publish_command("LPUSH", key, dumps(message))
 
     def _put_fanout(self, exchange: str, message: Any, routing_key: str, **kwargs: Any) -> None:
         """PUBLISH the message on the exchange's topic(s), as kombu names them."""

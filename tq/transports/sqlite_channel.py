@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from queue import Empty
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +21,7 @@ from kombu.transport import virtual
 from kombu.transport.base import to_rabbitmq_queue_arguments
 from kombu.utils.json import dumps, loads
 
-from .sqlite_store import BrokerStore
+from .sqlite_store import BrokerStore, NewMessage
 
 if TYPE_CHECKING:
     from .sqlite import Transport
@@ -83,6 +85,8 @@ class Channel(virtual.Channel):
     QoS = QoS
     supports_fanout = True
     connection: Transport
+    #: The messages publishing_in_bulk keeps until its block ends, with their durability.
+    _bulk_puts: list[tuple[NewMessage, bool]] | None = None
 
     def __init__(self, connection: Transport, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)
@@ -210,14 +214,23 @@ class Channel(virtual.Channel):
         # AMQP's per-message expiration: milliseconds, as a string.
         expiration_ms = properties.get("expiration")
         expires_at = None if expiration_ms is None else now + float(expiration_ms) / 1000
-        self.store.put(
-            queues,
-            self._get_message_priority(message),
-            dumps(message),
-            durable=durable,
-            now=now,
-            expires_at=expires_at,
-        )
+        new = (queues, self._get_message_priority(message), dumps(message), now, expires_at)
+        if self._bulk_puts is not None:
+            self._bulk_puts.append((new, durable))
+        else:
+            self.store.put([new], durable=durable)
+
+    @contextmanager
+    def publishing_in_bulk(self) -> Iterator[None]:
+        """Keep the messages published in the block; write them in one transaction when it ends."""
+        puts: list[tuple[NewMessage, bool]] = []
+        self._bulk_puts = puts
+        try:
+            yield
+        finally:
+            self._bulk_puts = None
+        if puts:
+            self.store.put([new for new, _ in puts], durable=any(durable for _, durable in puts))
 
     def _get(self, queue: str, timeout: float | None = None) -> dict:
         claimed = self._claimed.get(queue)

@@ -71,6 +71,9 @@ CREATE INDEX IF NOT EXISTS bindings_by_queue ON bindings (queue);
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 
+#: A message to put: (queues, priority, payload, put at (epoch s), expires at (epoch s) or None).
+NewMessage = tuple[Sequence[str], int, str, float, float | None]
+
 _INSERT_AT_TAIL = """
 INSERT INTO messages (queue, priority, seq, payload, expires_at) VALUES (?1, ?2,
     (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE queue = ?1 AND priority = ?2), ?3, ?4)
@@ -213,26 +216,18 @@ class BrokerStore:
 
     # -- messages ------------------------------------------------------------------------
 
-    def put(
-        self,
-        queues: Sequence[str],
-        priority: int,
-        payload: str,
-        *,
-        durable: bool,
-        now: float,
-        expires_at: float | None = None,
-    ) -> None:
-        """Append one message to the tail of each queue, atomically."""
+    def put(self, messages: Sequence[NewMessage], *, durable: bool) -> None:
+        """Append each message to the tail of each of its queues, all in one transaction."""
         with self._transaction(durable=durable) as db:
-            for queue in queues:
-                # A queue's x-message-ttl and the message's own expiration: the sooner wins.
-                row = db.execute(
-                    "SELECT message_ttl_s FROM queues WHERE name = ?", (queue,)
-                ).fetchone()
-                deadlines = [expires_at, now + row[0] if row and row[0] is not None else None]
-                deadline = min((d for d in deadlines if d is not None), default=None)
-                db.execute(_INSERT_AT_TAIL, (queue, priority, payload, deadline))
+            for queues, priority, payload, now, expires_at in messages:
+                for queue in queues:
+                    # A queue's x-message-ttl and the message's own expiration: the sooner wins.
+                    row = db.execute(
+                        "SELECT message_ttl_s FROM queues WHERE name = ?", (queue,)
+                    ).fetchone()
+                    deadlines = [expires_at, now + row[0] if row and row[0] is not None else None]
+                    deadline = min((d for d in deadlines if d is not None), default=None)
+                    db.execute(_INSERT_AT_TAIL, (queue, priority, payload, deadline))
 
     def claim(
         self, queue: str, *, count: int, keep_unacked: bool, holder: Holder, now: float
