@@ -1,7 +1,8 @@
-"""The five measurements, run against one system (tq, Celery or Dramatiq) on one broker."""
+"""The six measurements, run against one system (tq, Celery or Dramatiq) on one broker."""
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 from collections.abc import Callable
@@ -30,6 +31,8 @@ POLL_INTERVAL_S = 0.010
 STARTUP_POLL_INTERVAL_S = 0.002
 #: Quiet time after the last round trip before resident memory is read.
 IDLE_SETTLE_S = 2.0
+#: The module whose group() the group enqueue calls (Dramatiq: not measured).
+GROUP_MODULES = {"tq": "tq", "celery": "celery"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class Figures:
     startup_s: float | None = None
     idle_rss_mb: float | None = None
     idle_pss_mb: float | None = None
+    group_enqueue_per_s: float | None = None
     error: str | None = None
     #: Every timed round trip in order (ms): the JSON keeps them for a look at the tail.
     rtt_samples_ms: list[float] = field(default_factory=list)
@@ -93,6 +97,21 @@ def measure_enqueue(system: SystemUnderTest, count: int) -> float:
     started = time.perf_counter()
     for _ in range(count):
         system.noop.delay()
+    return count / (time.perf_counter() - started)
+
+
+def measure_group_enqueue(system: SystemUnderTest, count: int) -> float | None:
+    """Publish `count` no-op tasks as one group(...).apply_async(); return tasks per second.
+
+    tq sends a group's members in bulk (as app.send_many does), Celery one by one. The tasks
+    are left queued: no node runs after this, and run.py deletes the run's queues.
+    """
+    module = GROUP_MODULES.get(system.name)
+    if module is None:
+        return None
+    group = importlib.import_module(module).group
+    started = time.perf_counter()
+    group(system.noop.s() for _ in range(count)).apply_async()
     return count / (time.perf_counter() - started)
 
 
@@ -173,7 +192,7 @@ def measure_system(
     run_dir: Path,
     report: Callable[[str], None],
 ) -> Figures:
-    """Run the five measurements in order; on failure keep what was measured and the error."""
+    """Run the measurements in order; on failure keep what was measured and the error."""
     figures = Figures()
     try:
         report(f"enqueue {tasks:,} no-op tasks")
@@ -200,6 +219,10 @@ def measure_system(
         report("start-up: one task queued, launching a fresh node")
         figures.startup_s = measure_startup(system, run_dir=run_dir)
         report(f"start-up: {figures.startup_s:.2f} s")
+        if system.name in GROUP_MODULES:
+            report(f"group enqueue: {tasks:,} no-op tasks in one group, no node running")
+            figures.group_enqueue_per_s = measure_group_enqueue(system, tasks)
+            report(f"group enqueue: {figures.group_enqueue_per_s:,.0f} tasks/s")
     except Exception as exc:
         figures.error = f"{type(exc).__name__}: {exc}"
         report(f"[red]failed[/red]: {figures.error.splitlines()[0]}")

@@ -22,6 +22,7 @@ from measure import Figures
 #: Table rows: (Figures field, label, unit format, higher is better).
 METRICS: list[tuple[str, str, str, bool]] = [
     ("enqueue_per_s", "enqueue (tasks/s)", "{:,.0f}", True),
+    ("group_enqueue_per_s", "group enqueue (tasks/s)", "{:,.0f}", True),
     ("drain_per_s", "drain (tasks/s)", "{:,.0f}", True),
     ("rtt_p50_ms", "round trip p50 (ms)", "{:.2f}", False),
     ("rtt_p99_ms", "round trip p99 (ms)", "{:.2f}", False),
