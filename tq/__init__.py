@@ -6,6 +6,7 @@ from . import states
 from .app import App, Celery
 from .canvas import Signature, signature
 from .canvas_chain import chain
+from .canvas_chunks import chunks
 from .canvas_group import chord, group
 from .result import AsyncResult, EagerResult, GroupResult, ResultSet, result_from_tuple
 from .task import Task
@@ -24,6 +25,7 @@ __all__ = [
     "__version__",
     "chain",
     "chord",
+    "chunks",
     "group",
     "result_from_tuple",
     "signature",

@@ -18,6 +18,7 @@ from . import topology
 from .backends import backend_for_url
 from .broker import Publisher, default_broker_url, make_connection
 from .canvas import Signature, as_message_signatures, maybe_signature
+from .canvas_chunks import register_builtins
 from .config import Settings
 from .errors import ConfigError, NotRegistered, QueueNotFound
 from .protocol import build_task_message, new_task_id, saferepr, utcnow
@@ -63,6 +64,7 @@ class App:
         # task-sent dispatchers, one per thread: each rides on its thread's publishing connection.
         self._sent_dispatchers = threading.local()
         self._created_queues: dict[tuple[str, Any], Queue] = {}
+        register_builtins(self)
 
     def __repr__(self) -> str:
         return f"<App {self.main}:{id(self):#x}>"

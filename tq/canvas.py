@@ -362,6 +362,7 @@ def root_of(result: Any) -> Any:
     return result
 
 
-# Register chain, group and chord so from_dict and `|` know them.
+# Register chain, group, chord and chunks so from_dict and `|` know them.
 from . import canvas_chain as _canvas_chain  # noqa: E402,F401
+from . import canvas_chunks as _canvas_chunks  # noqa: E402,F401
 from . import canvas_group as _canvas_group  # noqa: E402,F401

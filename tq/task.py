@@ -6,7 +6,7 @@ import random
 import sys
 import threading
 import traceback as traceback_module
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -414,6 +414,12 @@ class Task:
     def si(self, *args: Any, **kwargs: Any) -> Signature:
         """Return an immutable signature: results of other tasks are not passed to it."""
         return self.signature(args, kwargs, immutable=True)
+
+    def chunks(self, it: Iterable[Any], n: int) -> Signature:
+        """Return chunks: this task called with each argument tuple of `it`, `n` per message."""
+        from .canvas_chunks import chunks
+
+        return chunks(self.s(), it, n, app=self.app)
 
     def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
         """Return the result handle of a task id."""
