@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from kombu import Connection, Exchange, Producer, Queue
 from kombu.compression import compress
 from kombu.entity import maybe_delivery_mode
-from kombu.exceptions import OperationalError
-from kombu.serialization import dumps
+from kombu.exceptions import EncodeError, OperationalError
+from kombu.serialization import dumps, registry
+from kombu.utils import json as kombu_json
 
 from . import topology
+from .amqp_writes import one_write_context
 from .config import mask_url
 from .errors import BrokerUnavailable, ConfigError
 from .protocol import TaskMessage
@@ -26,8 +28,24 @@ if TYPE_CHECKING:
 #: kombu's transport aliases that tq registers itself (the embedded broker).
 EMBEDDED_SCHEMES = ("sqlite",)
 #: Messages of a batch handed to the transport at once (one Redis pipeline, one SQLite
-#: transaction): also the most a connection lost in the middle can make it send twice.
+#: transaction, one AMQP socket write): also the most a connection lost in the middle can
+#: make it send twice.
 BULK_CHUNK_MESSAGES = 500
+
+
+#: kombu's JSON encoder, made once: kombu's dumps makes one, and a context manager, per message.
+_KOMBU_JSON = kombu_json.JSONEncoder()
+
+
+def serialize(body: Any, serializer: str) -> tuple[str, str, Any]:
+    """Return (content type, content encoding, payload) as kombu's serializer registry does."""
+    codec = getattr(registry, "_encoders", {}).get(serializer)
+    if serializer == "json" and codec is not None and codec.encoder is kombu_json.dumps:
+        try:
+            return codec.content_type, codec.content_encoding, _KOMBU_JSON.encode(body)
+        except Exception as exc:  # as kombu's registry reports it
+            raise EncodeError(exc) from exc
+    return dumps(body, serializer=serializer)
 
 
 def default_broker_url(conf: Settings) -> str:
@@ -92,7 +110,8 @@ class Publisher:
     Producer.publish would wrap every send in connection.ensure and work out its options
     again; here connection.ensure only takes over once a send has failed. Inside batch(),
     messages are encoded at once and sent together when the block ends, in chunks of
-    BULK_CHUNK_MESSAGES: one Redis pipeline or one SQLite transaction each.
+    BULK_CHUNK_MESSAGES: one Redis pipeline, one SQLite transaction or one AMQP socket write
+    (amqp_writes.py) each.
     """
 
     def __init__(self, conf: Settings) -> None:
@@ -205,9 +224,7 @@ class Publisher:
         properties["delivery_mode"] = maybe_delivery_mode(delivery_mode)
         if self._signing is None:
             self._signing = signing_policy(conf)
-        content_type, content_encoding, body = dumps(
-            list(message.body), serializer=conf.task_serializer
-        )
+        content_type, content_encoding, body = serialize(list(message.body), conf.task_serializer)
         headers = message.headers
         if self._signing.enabled:
             headers = signed_headers(
@@ -265,27 +282,36 @@ class Publisher:
         channel = producer.channel
         in_bulk = None
         if len(messages) - sent.count > 1:
-            in_bulk = getattr(channel, "publishing_in_bulk", None)
-        if in_bulk is None:  # one message, or AMQP: each is with the broker once written
+            in_bulk = getattr(channel, "publishing_in_bulk", None) or one_write_context(channel)
+        if in_bulk is None:  # one message (or a channel that cannot hold them): each at once
             for outgoing in messages[sent.count :]:
-                self._send_one(producer, channel, declared, outgoing)
+                self._prepare_target(producer, declared, outgoing)
+                self._publish(channel, outgoing)
                 sent.count += 1
             return
         while sent.count < len(messages):
             chunk = messages[sent.count : sent.count + BULK_CHUNK_MESSAGES]
+            # Hooks and declarations first: they may wait for the broker, which a held
+            # publish would keep from ever hearing them.
+            for outgoing in chunk:
+                self._prepare_target(producer, declared, outgoing)
             with in_bulk():
                 for outgoing in chunk:
-                    self._send_one(producer, channel, declared, outgoing)
+                    self._publish(channel, outgoing)
             sent.count += len(chunk)
 
     @staticmethod
-    def _send_one(producer: Producer, channel: Any, declared: set[str], outgoing: Outgoing) -> None:
+    def _prepare_target(producer: Producer, declared: set[str], outgoing: Outgoing) -> None:
+        """Run the message's before_publish hook; declare its queue the first time."""
         if outgoing.before_publish is not None:
             outgoing.before_publish(producer)
         queue = outgoing.queue
         if queue.name not in declared:
             producer.maybe_declare(queue)
             declared.add(queue.name)
+
+    @staticmethod
+    def _publish(channel: Any, outgoing: Outgoing) -> None:
         # prepare_message may add to the properties it is given: a copy, for a retry's sake.
         prepared = channel.prepare_message(
             outgoing.body,

@@ -9,7 +9,8 @@ from kombu import Connection
 from kombu.exceptions import EncodeError
 
 from tests.conftest import ledger_lines
-from tq import group
+from tq import App, group
+from tq.amqp_writes import one_write_context
 from tq.broker import BULK_CHUNK_MESSAGES
 
 pytestmark = pytest.mark.timeout(60)
@@ -117,3 +118,18 @@ def test_a_connection_lost_mid_send_resumes_at_the_first_unsent_message(broker, 
     # Each once (on RabbitMQ the messages before and after the new connection may interleave).
     assert sorted(taken[1:]) == sorted(result.id for result in results)
     assert len(taken) == 9
+
+
+def test_with_publisher_confirms_each_message_is_confirmed_not_held_back(amqp_broker, tasks):
+    held = tasks.app.publisher._producer()[0].channel
+    assert one_write_context(held) is not None  # the bulk path of the tests above
+    app = App("confirms", broker_transport_options={"confirm_publish": True})
+    try:
+        confirmed = app.publisher._producer()[0].channel
+        assert one_write_context(confirmed) is None
+        results = app.send_many([("tqtest.tasks.add", (i, i), {}) for i in range(5)])
+        assert queued(app, [amqp_broker.queue]) == {
+            amqp_broker.queue: [result.id for result in results]
+        }
+    finally:
+        app.publisher.close()
