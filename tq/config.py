@@ -14,6 +14,7 @@ from .errors import ConfigError
 
 #: Environment variables that override a setting, whatever the code set.
 ENV_PREFIX = "TQ_"
+_UNSET = object()
 
 
 @dataclass(frozen=True)
@@ -178,10 +179,9 @@ class Settings(MutableMapping[str, Any]):
         self._resolved.clear()
 
     def __getitem__(self, key: str) -> Any:
-        try:
-            return self._resolved[key]
-        except KeyError:
-            pass
+        value = self._resolved.get(key, _UNSET)  # no KeyError: the TQ_* settings always miss
+        if value is not _UNSET:
+            return value
         setting = DEFAULTS.get(key)
         if setting is not None and setting.env:
             from_env = os.environ.get(setting.env)
