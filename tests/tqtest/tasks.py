@@ -148,6 +148,15 @@ def late_sleeper(name, seconds):
     return name
 
 
+@app.task(acks_late=True)
+def slow_first_time(name, seconds):
+    """Sleep on the first delivery only: a redelivery returns at once."""
+    record(name)
+    if attempts(name) == 1:
+        time.sleep(seconds)
+    return attempts(name)
+
+
 @app.task
 def on_error(task_id):
     record(f"errback:{task_id}")

@@ -17,6 +17,7 @@ from .. import sdnotify
 from ..events import HEARTBEAT_INTERVAL_S
 from ..protocol import utcnow
 from . import control, handoff, outcomes
+from .acks import BatchedAcks
 from .child import child_loop
 from .connection import connect_with_retry, recoverable_errors, restore_orphans
 from .executor import execute
@@ -91,6 +92,7 @@ class Worker:
         self.signals = ShutdownSignals(self)
         self.connection: Any = None
         self.task_consumer: Consumer | None = None
+        self.acks: BatchedAcks | None = None
         self._control_consumer: Any = None
         self._hub: Hub | None = None
         self.pool: Any = None
@@ -161,6 +163,9 @@ class Worker:
     def _start_consuming(self) -> None:
         connection = self.connection
         channel = connection.channel()
+        if connection.transport.driver_type == "amqp":
+            self.acks = BatchedAcks(channel)
+            self.hub.on_tick.add(self.acks.flush)
         consumer = Consumer(
             channel,
             queues=self.queues,
@@ -192,6 +197,7 @@ class Worker:
         if self.task_consumer is not None:
             self._orphaned_channels.append(self.task_consumer.channel)
         self.task_consumer = None
+        self.acks = None
         self._control_consumer = None
         self.events.disconnect()
         if self.connection is not None:
@@ -294,6 +300,11 @@ class Worker:
         if self.pool is not None:
             self.pool.stop(kill=cold)
         if self.connection is not None:
+            if self.acks is not None:
+                try:
+                    self.acks.flush()
+                except Exception as exc:  # the broker redelivers what it did not hear about
+                    logger.warning("could not send the last acks: %r", exc)
             self.events.offline()
             try:
                 self.connection.release()
@@ -304,6 +315,8 @@ class Worker:
     # -- receiving ---------------------------------------------------------------------------
 
     def _on_message(self, message: Any) -> None:
+        if self.acks is not None:
+            self.acks.delivered(message)
         if self.state != RUNNING:
             message.reject(requeue=True)
             return
