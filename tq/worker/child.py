@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SoftTimeLimitExceeded
 from .executor import execute
-from .logs import reopen_log_files
+from .logs import reopen_log_files, restore_caller_lookup
 from .pool import CURRENT, LAST_READ, PREFORK_DEPTH, SKIP, SOFT_FOR
 
 if TYPE_CHECKING:
@@ -84,6 +84,7 @@ def child_loop(
     if on_start is not None:
         on_start(index)
     _running["shared"] = shared
+    restore_caller_lookup()
     done = 0
     while True:
         try:

@@ -3,11 +3,37 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import time
 
 from ..errors import ConfigError
 
 LEVELS = {"DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"}
+
+#: Record fields that need the caller's frame: without them in the format, the worker's main
+#: process skips walking the stack for every record (the logging HOWTO's "Optimization":
+#: logging._srcfile). Pool processes, which run the tasks and their own logging, keep it.
+_CALLER_FIELDS = re.compile(r"%\((pathname|filename|module|funcName|lineno|stack_info)\)")
+_SRCFILE = logging._srcfile  # type: ignore[attr-defined]
+
+
+class WorkerFormatter(logging.Formatter):
+    """The worker's formatter: the time text is built once a second, not once a record."""
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(fmt)
+        self._second = -1
+        self._text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        if datefmt:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = second
+        return f"{self._text},{int(record.msecs):03d}"
 
 
 def parse_level(name: str) -> int:
@@ -31,12 +57,19 @@ def setup_logging(level: int, fmt: str, logfile: str | None = None) -> None:
             raise ConfigError(f"cannot open log file {logfile}: {exc.strerror}") from None
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(fmt))
+    handler.setFormatter(WorkerFormatter(fmt))
+    if not _CALLER_FIELDS.search(fmt):
+        logging._srcfile = None  # type: ignore[attr-defined]
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def restore_caller_lookup() -> None:
+    """In a pool process: records name their caller again (tasks may log %(lineno)d)."""
+    logging._srcfile = _SRCFILE  # type: ignore[attr-defined]
 
 
 def reopen_log_files() -> None:
