@@ -217,12 +217,17 @@ class ConsoleApp(ConsoleActions):
                 self._log_stale = True
 
     def _task_copies(self, task_ids: Iterable[str]) -> list[TaskState]:
-        """Copies of these tasks (those still kept), oldest first."""
+        """Copies of those of these tasks (still kept) the task table would touch, oldest first.
+
+        After a slow tick there may be thousands; only the rows shown and the newest that can
+        enter the table are copied, so a tick's work stays bounded by the table, not the rate.
+        """
+        table = self.query_one(TaskTable)
         with self.feed.lock:
             known = self.feed.state.tasks
-            tasks = [copy.copy(known[task_id]) for task_id in task_ids if task_id in known]
-        tasks.sort(key=first_seen)
-        return tasks
+            tasks = [known[task_id] for task_id in task_ids if task_id in known]
+            tasks.sort(key=first_seen)
+            return [copy.copy(task) for task in table.changed_rows(tasks)]
 
     def _remember_hidden(self, task_ids: set[str]) -> None:
         if self._tasks_stale:

@@ -64,7 +64,10 @@ class EventFeed:
             if self._changes.since is None:
                 self._changes.since = time.monotonic()
             if isinstance(changed, TaskState):
-                self._changes.task_ids.add(changed.uuid)
+                task_ids = self._changes.task_ids
+                task_ids.add(changed.uuid)
+                if len(task_ids) > 2 * self.state.max_tasks:  # the UI stalled: forget the evicted
+                    task_ids.intersection_update(self.state.tasks)
                 self.queue_flow.observe(event, changed.name)
             elif isinstance(changed, WorkerState):
                 self._changes.workers_changed = True

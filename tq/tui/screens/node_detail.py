@@ -97,7 +97,9 @@ def node_detail_text(
                 text.append(f"{label:>10}  ", style="bold")
                 text.append(f"{value}\n")
     if worker is not None:
-        beat = "never" if worker.last_heartbeat is None else f"{now - worker.last_heartbeat:.0f}s ago"
+        beat = (
+            "never" if worker.last_heartbeat is None else f"{now - worker.last_heartbeat:.0f}s ago"
+        )
         text.append(f"{'events':>10}  ", style="bold")
         text.append(
             f"{'online' if worker.alive(now) else 'offline'}, active {worker.active}, "

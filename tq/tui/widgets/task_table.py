@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.events import Resize
-from textual.widgets import DataTable
 
 from ... import states
 from ...cluster import LOST, TaskState
 from .columns import set_columns
+from .live_table import Cell, LiveTable
 
 #: Rows kept in the table; older tasks stay in ClusterState (the filter still finds them).
 MAX_ROWS = 500
-#: Rows past MAX_ROWS before the oldest leave; DataTable.remove_row costs O(rows), so more
-#: than REMOVE_ONE_BY_ONE rows leave in one rebuild of the table instead.
-TRIM_SLACK = 500
-REMOVE_ONE_BY_ONE = 16
 #: Terminal width from which cells are shown with the wide limits.
 WIDE_FROM_COLUMNS = 120
 
@@ -46,8 +42,10 @@ COLUMNS = (
 )
 
 
-class TaskIdCell(Text):
+class TaskIdCell(Cell):
     """The short id shown in a row, carrying the full id and the order of arrival."""
+
+    __slots__ = ("uuid", "seq")
 
     def __init__(self, uuid: str, seq: int) -> None:
         super().__init__(uuid[:8])
@@ -75,16 +73,26 @@ def first_seen(task: TaskState) -> float:
     return task.timeline[0][1] if task.timeline else 0.0
 
 
-class TaskTable(DataTable[Text]):
+class ShownRow:
+    """One row: the task it shows, the values its cells were made from, and the cells."""
+
+    __slots__ = ("task", "values", "cells")
+
+    def __init__(self, task: TaskState, values: tuple[Any, ...], cells: list[Cell]) -> None:
+        self.task = task
+        self.values = values
+        self.cells = cells
+
+
+class TaskTable(LiveTable):
     """A DataTable of tasks keyed by task id."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
         self.filter_text = ""
         self.wide = False
-        self._seq_by_id: dict[str, int] = {}
-        #: The task each row shows (to redraw it with other columns).
-        self._tasks: dict[str, TaskState] = {}
+        #: Task id -> its row, in the order the rows were added (oldest first).
+        self._rows: dict[str, ShownRow] = {}
         self._next_seq = 0
 
     @property
@@ -97,7 +105,7 @@ class TaskTable(DataTable[Text]):
     def on_resize(self, event: Resize) -> None:
         wide = self.app.size.width >= WIDE_FROM_COLUMNS
         if wide != self.wide:
-            tasks = [self._tasks[task_id] for task_id in self._seq_by_id]
+            tasks = [row.task for row in self._rows.values()]
             self._set_columns(wide)
             self.rebuild(tasks)
 
@@ -112,94 +120,108 @@ class TaskTable(DataTable[Text]):
         cell = self.get_cell_at(Coordinate(self.cursor_row, 0))
         return cell.uuid if isinstance(cell, TaskIdCell) else None
 
-    def _cells(self, task: TaskState) -> tuple[Text, ...]:
-        """The row's cells after the id, for the columns shown."""
-        name_max, args_max, worker_max = (36, 40, 30) if self.wide else (18, 12, 14)
-        runtime = f"{task.runtime:.3f}s" if task.runtime is not None else ""
-        cells = [
-            Text(_cut(task.name, name_max)),
-            Text(task.state, style=STATE_STYLES.get(task.state, "")),
-            Text(_cut(task.args, args_max)),
-            Text(_cut(task.worker, worker_max)),
-        ]
+    def _values(self, task: TaskState) -> tuple[Any, ...]:
+        """What the cells after the id are made from, for the columns shown."""
         if self.wide:
-            seen = first_seen(task)
-            stamp = datetime.fromtimestamp(seen, UTC).strftime("%H:%M:%S.%f")[:-3] if seen else ""
-            cells.append(Text(stamp, style="dim"))
-        cells.append(Text(runtime, justify="right"))
-        return tuple(cells)
+            return (task.name, task.state, task.args, task.worker, first_seen(task), task.runtime)
+        return (task.name, task.state, task.args, task.worker, task.runtime)
+
+    def _cell(self, column: str, value: Any) -> Cell:
+        """The cell of one column showing `value` (as _values gives it)."""
+        name_max, args_max, worker_max = (36, 40, 30) if self.wide else (18, 12, 14)
+        if column == "name":
+            return Cell(_cut(value, name_max))
+        if column == "state":
+            return Cell(value, style=STATE_STYLES.get(value, ""))
+        if column == "args":
+            return Cell(_cut(value, args_max))
+        if column == "worker":
+            return Cell(_cut(value, worker_max))
+        if column == "received":
+            stamp = datetime.fromtimestamp(value, UTC).strftime("%H:%M:%S.%f")[:-3] if value else ""
+            return Cell(stamp, style="dim")
+        return Cell(f"{value:.3f}s" if value is not None else "", justify="right")
+
+    def changed_rows(self, tasks: Sequence[TaskState]) -> list[TaskState]:
+        """Of these changed tasks (oldest first), those sync would touch: the rows shown and
+        the newest MAX_ROWS of the others that match the filter (older ones would leave at once).
+        """
+        rows = self._rows
+        needle = self.filter_text
+        wanted: list[TaskState] = []
+        room = MAX_ROWS
+        for task in reversed(tasks):
+            if task.uuid in rows:
+                wanted.append(task)
+            elif room and task_matches(task, needle):
+                wanted.append(task)
+                room -= 1
+        wanted.reverse()
+        return wanted
 
     def sync(self, tasks: Iterable[TaskState]) -> None:
-        """Add, update or drop the rows of these (changed) tasks; call inside batch_update."""
+        """Add, update or drop the rows of these changed tasks (oldest first), then drop the
+        oldest rows past MAX_ROWS; call inside batch_update."""
         new: list[TaskState] = []
         leaving: list[str] = []
         for task in tasks:
-            present = task.uuid in self._seq_by_id
+            row = self._rows.get(task.uuid)
             if not task_matches(task, self.filter_text):
-                if present:
+                if row is not None:
                     leaving.append(task.uuid)
-            elif present:
-                self._update(task)
+            elif row is not None:
+                self._update(row, task)
             else:
                 new.append(task)
-        overflow = len(self._seq_by_id) - len(leaving) + len(new) - MAX_ROWS
-        if overflow > TRIM_SLACK:
-            leaving += list(self._seq_by_id)[: max(0, overflow - len(new))]
-        if len(leaving) > REMOVE_ONE_BY_ONE:
-            self._rebuild_from_rows(set(leaving), new)
+        new = new[-MAX_ROWS:]
+        overflow = len(self._rows) - len(leaving) + len(new) - MAX_ROWS
+        if overflow > 0:
+            gone = set(leaving)
+            leaving += [task_id for task_id in self._rows if task_id not in gone][:overflow]
+        if not leaving and not new:
             return
+        keep = self.selected_task_id() if self.cursor_row > 0 else None
         for task_id in leaving:
-            self._drop(task_id)
+            del self._rows[task_id]
+        self.remove_rows(leaving)
         for task in new:
             self._add(task)
         if new:
-            self._sort_keeping_cursor()
+            self.sort("id", key=lambda cell: cell.seq, reverse=True)
+        if keep is not None and keep in self._rows:  # the selected task stays selected
+            self.move_cursor(row=self.get_row_index(keep), scroll=False)
 
     def rebuild(self, tasks: Iterable[TaskState]) -> None:
         """Replace every row with the newest MAX_ROWS of these tasks that match the filter."""
         matching = [task for task in tasks if task_matches(task, self.filter_text)]
         self.clear()
-        self._seq_by_id.clear()
-        self._tasks = {}
+        self._rows = {}
         for task in sorted(matching, key=first_seen)[-MAX_ROWS:]:
             self._add(task)
         self.sort("id", key=lambda cell: cell.seq, reverse=True)
 
-    def _rebuild_from_rows(self, leaving: set[str], new: list[TaskState]) -> None:
-        """Clear and re-add the newest MAX_ROWS rows: one pass instead of many remove_row."""
-        keep = self.selected_task_id() if self.cursor_row > 0 else None
-        kept = [self._tasks[task_id] for task_id in self._seq_by_id if task_id not in leaving]
-        self.clear()
-        self._seq_by_id.clear()
-        self._tasks = {}
-        for task in [*kept, *new][-MAX_ROWS:]:
-            self._add(task)
-        self.sort("id", key=lambda cell: cell.seq, reverse=True)
-        if keep is not None and keep in self._seq_by_id:
-            self.move_cursor(row=self.get_row_index(keep), scroll=False)
-
     def _add(self, task: TaskState) -> None:
         self._next_seq += 1
-        self._seq_by_id[task.uuid] = self._next_seq
-        self._tasks[task.uuid] = task
-        self.add_row(TaskIdCell(task.uuid, self._next_seq), *self._cells(task), key=task.uuid)
+        values = self._values(task)
+        cells: list[Cell] = [TaskIdCell(task.uuid, self._next_seq)]
+        cells += [
+            self._cell(key, value) for key, value in zip(self.column_keys[1:], values, strict=True)
+        ]
+        self._rows[task.uuid] = ShownRow(task, values, cells)
+        self.add_row(*cells, key=task.uuid)
 
-    def _update(self, task: TaskState) -> None:
-        self._tasks[task.uuid] = task
-        current = self.get_row(task.uuid)
-        for column, old, new in zip(
-            self.column_keys[1:], current[1:], self._cells(task), strict=True
+    def _update(self, row: ShownRow, task: TaskState) -> None:
+        row.task = task
+        values = self._values(task)
+        if values == row.values:
+            return
+        for index, (column, old, new) in enumerate(
+            zip(self.column_keys[1:], row.values, values, strict=True), start=1
         ):
-            if old != new:
-                self.update_cell(task.uuid, column, new)
-
-    def _drop(self, task_id: str) -> None:
-        del self._seq_by_id[task_id]
-        del self._tasks[task_id]
-        self.remove_row(task_id)
-
-    def _sort_keeping_cursor(self) -> None:
-        keep = self.selected_task_id() if self.cursor_row > 0 else None
-        self.sort("id", key=lambda cell: cell.seq, reverse=True)
-        if keep is not None:
-            self.move_cursor(row=self.get_row_index(keep), scroll=False)
+            if old == new:
+                continue
+            cell = self._cell(column, new)
+            if cell != row.cells[index]:
+                row.cells[index] = cell
+                self.update_cell(task.uuid, column, cell)
+        row.values = values
