@@ -8,6 +8,7 @@ fails here instead of drawing a different console.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 from rich.text import Text
@@ -47,6 +48,12 @@ def rows() -> list[tuple[object, ...]]:
 
 
 class TwoTables(App[None]):
+    """A stock DataTable and a LiveTable given the same cells (the LiveTable in bulk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.highlighted: dict[str | None, list[int]] = {"stock": [], "live": []}
+
     def compose(self) -> ComposeResult:
         yield DataTable(id="stock", cursor_type="row", zebra_stripes=True)
         yield LiveTable(id="live", cursor_type="row", zebra_stripes=True)
@@ -55,8 +62,15 @@ class TwoTables(App[None]):
         for table in self.query(DataTable):
             for key in COLUMNS:
                 table.add_column(key.title(), key=key)
-            for index, cells in enumerate(rows()):
-                table.add_row(*cells, key=str(index))
+        self.add_rows([(str(index), cells) for index, cells in enumerate(rows())])
+
+    def add_rows(self, keyed: list[tuple[str, Sequence[object]]]) -> None:
+        for key, cells in keyed:
+            self.query_one("#stock", DataTable).add_row(*cells, key=key)
+        self.query_one("#live", LiveTable).add_keyed_rows(keyed)  # type: ignore[arg-type]
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.highlighted[event.data_table.id].append(event.cursor_row)
 
 
 def drawn(table: DataTable) -> tuple[list[int], list[Strip]]:
@@ -108,9 +122,10 @@ def test_live_table_matches_data_table_after_updates_and_removals() -> None:
         async with app.run_test(size=(100, 44)) as pilot:
             for table in app.query(DataTable):
                 table.move_cursor(row=16)  # past the end once rows leave: clamped
+            app.add_rows([("new", [Cell(f"new {key}") for key in COLUMNS])])
+            for table in app.query(DataTable):
                 table.update_cell("2", "args", Cell("x" * 80))  # wider than its column: cropped
                 table.update_cell("4", "name", Cell("tasks.renamed", style="yellow"))
-                table.add_row(*(Cell(f"new {key}") for key in COLUMNS), key="new")
                 if isinstance(table, LiveTable):
                     table.remove_rows(["0", "5", "15", "9", "absent"])
                 else:
@@ -120,9 +135,17 @@ def test_live_table_matches_data_table_after_updates_and_removals() -> None:
             for table in app.query(DataTable):
                 table.sort("id", key=lambda cell: cell.plain, reverse=True)
             await assert_same(app, pilot)
-            for table in app.query(DataTable):
-                table.add_row(Cell("w" * 40), key="wide")  # widens a column once measured
+            app.add_rows([("wide", [Cell("w" * 40)])])  # widens a column once measured
             await assert_same(app, pilot)
+            for table in app.query(DataTable):
+                table.clear()
+            app.add_rows([("a", [Cell("a")]), ("b", [Cell("b")])])  # into an empty table
+            await assert_same(app, pilot)
+            # The stock table's highlights, in order, less those of removing rows one by one.
+            live, stock = app.highlighted["live"], app.highlighted["stock"]
+            remaining = iter(stock)
+            assert all(row in remaining for row in live)
+            assert live[-1] == stock[-1] == 0 and len(live) > 1
 
     asyncio.run(scenario())
 

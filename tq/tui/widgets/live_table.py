@@ -11,7 +11,8 @@ tests/tui/test_live_table.py checks, line by line, that both ways draw the same.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
@@ -20,7 +21,14 @@ from rich.style import Style
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellKey, RowDoesNotExist, RowKey
+from textual.widgets.data_table import (
+    CellKey,
+    Column,
+    DuplicateKey,
+    Row,
+    RowDoesNotExist,
+    RowKey,
+)
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
@@ -51,11 +59,46 @@ class Cell(Text):
 class LiveTable(DataTable[Text]):
     """A DataTable that measures and draws rows of `Cell`s without going through rich."""
 
+    #: (column locations, column count, the columns in order) as last listed.
+    _ordered_columns: tuple[object, int, list[Column]] | None = None
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         #: (row kind, base style, pseudo classes) -> the row's style; DataTable works it out
         #: from the CSS for every line it draws. Cleared when styles change.
         self._row_styles: dict[tuple[Any, ...], Style] = {}
+
+    @property
+    def ordered_columns(self) -> list[Column]:
+        """The columns in the order shown (DataTable lists them afresh for every row and line)."""
+        locations, count = self._column_locations, len(self.columns)
+        cached = self._ordered_columns
+        # Columns are only added (the count grows) or rebuilt (a new locations object).
+        if cached is None or cached[0] is not locations or cached[1] != count:
+            cached = self._ordered_columns = (locations, count, super().ordered_columns)
+        return cached[2]
+
+    def add_keyed_rows(self, rows: Iterable[tuple[str, Sequence[Text]]]) -> None:
+        """Add rows of (key, cells) at the bottom as add_row does, checking the cursor once."""
+        columns = self.ordered_columns
+        was_empty = self.row_count == 0
+        for key, cells in rows:
+            row_key = RowKey(key)
+            if row_key in self._row_locations:
+                raise DuplicateKey(f"The row key {row_key!r} already exists.")
+            if len(cells) > len(columns):
+                raise ValueError("More values provided than there are columns.")
+            self._row_locations[row_key] = self.row_count
+            self._data[row_key] = {column.key: cell for column, cell in zip_longest(columns, cells)}
+            self.rows[row_key] = Row(row_key, 1, None, False)
+            self._new_rows.add(row_key)
+        self._require_update_dimensions = True
+        self.cursor_coordinate = self.cursor_coordinate
+        if was_empty and self.row_count and self.columns:
+            if self.show_cursor and self.cursor_type != "none":
+                self._highlight_cursor()
+        self._update_count += 1
+        self.check_idle()
 
     def notify_style_update(self) -> None:
         self._row_styles.clear()

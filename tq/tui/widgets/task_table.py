@@ -184,8 +184,7 @@ class TaskTable(LiveTable):
         for task_id in leaving:
             del self._rows[task_id]
         self.remove_rows(leaving)
-        for task in new:
-            self._add(task)
+        self.add_keyed_rows(self._new_row(task) for task in new)
         if new:
             self.sort("id", key=lambda cell: cell.seq, reverse=True)
         if keep is not None and keep in self._rows:  # the selected task stays selected
@@ -196,11 +195,13 @@ class TaskTable(LiveTable):
         matching = [task for task in tasks if task_matches(task, self.filter_text)]
         self.clear()
         self._rows = {}
-        for task in sorted(matching, key=first_seen)[-MAX_ROWS:]:
-            self._add(task)
+        self.add_keyed_rows(
+            self._new_row(task) for task in sorted(matching, key=first_seen)[-MAX_ROWS:]
+        )
         self.sort("id", key=lambda cell: cell.seq, reverse=True)
 
-    def _add(self, task: TaskState) -> None:
+    def _new_row(self, task: TaskState) -> tuple[str, list[Cell]]:
+        """Make the row of a task entering the table: (its key, its cells)."""
         self._next_seq += 1
         values = self._values(task)
         cells: list[Cell] = [TaskIdCell(task.uuid, self._next_seq)]
@@ -208,7 +209,7 @@ class TaskTable(LiveTable):
             self._cell(key, value) for key, value in zip(self.column_keys[1:], values, strict=True)
         ]
         self._rows[task.uuid] = ShownRow(task, values, cells)
-        self.add_row(*cells, key=task.uuid)
+        return task.uuid, cells
 
     def _update(self, row: ShownRow, task: TaskState) -> None:
         row.task = task
