@@ -19,10 +19,20 @@ from contextlib import contextmanager
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
-from kombu.utils.json import dumps
+from kombu.utils.json import JSONEncoder
+
+from ..protocol import new_task_id
 
 #: How long a direct exchange's binding table read from Redis is used before reading it again.
 DEFAULT_BINDING_CACHE_TTL_S = 1.0
+
+#: kombu's JSON encoder, made once (kombu's dumps makes one per message): the same text.
+_JSON = JSONEncoder()
+
+
+def dumps(message: Any) -> str:
+    """A message as kombu's Redis transport writes it."""
+    return _JSON.encode(message)
 
 
 class RoutingChannel(kombu_redis.Channel):
@@ -41,6 +51,10 @@ class RoutingChannel(kombu_redis.Channel):
         # (list key, payload) of the queue puts kept by publishing_in_bulk, else None.
         self._bulk_puts: list[tuple[str, str]] | None = None
         super().__init__(*args, **kwargs)
+
+    def _next_delivery_tag(self) -> str:
+        """A random UUID, as kombu's (tq's formatting takes half the time)."""
+        return new_task_id()
 
     # -- clients -----------------------------------------------------------------------------
 
