@@ -57,11 +57,6 @@ class Child:
     def busy(self) -> bool:
         return bool(self.jobs)
 
-    @property
-    def job_id(self) -> int | None:
-        """The job this child runs (or was last given), if any."""
-        return self.jobs[0] if self.jobs else None
-
     def exitcode(self) -> int | None:
         """Return the exit code (negative: killed by that signal), reaping the process."""
         if self.process is None:
