@@ -54,6 +54,11 @@ with Connection(url) as conn:
     def on_message(body, message):
         got.append(body)
         message.ack()
+    # Start together: on a loaded machine the first one could drain the queue alone.
+    open(arg["ready"], "w").close()
+    start_by = time.monotonic() + 20
+    while not all(map(os.path.exists, arg["peers"])) and time.monotonic() < start_by:
+        time.sleep(0.01)
     with Consumer(conn, [Queue(arg["queue"])], accept=["json"], callbacks=[on_message],
                   prefetch_count=8):
         idle_since = time.monotonic()
@@ -267,8 +272,16 @@ def test_two_consumer_processes_never_get_the_same_message(tmp_path: Path) -> No
         Queue("shared")(conn.default_channel).declare()
         publish(conn, bodies, "shared")
     outs = [tmp_path / "a.json", tmp_path / "b.json"]
+    peers = [str(out.with_suffix(".ready")) for out in outs]
     with processes(
-        *[spawn(CONSUME_ALL, url, {"queue": "shared", "out": str(out)}) for out in outs]
+        *[
+            spawn(
+                CONSUME_ALL,
+                url,
+                {"queue": "shared", "out": str(out), "ready": ready, "peers": peers},
+            )
+            for out, ready in zip(outs, peers, strict=True)
+        ]
     ) as consumers:
         for consumer in consumers:
             wait_ok(consumer, timeout=50)
