@@ -4,6 +4,13 @@ Task states never stick: an event only moves a task forward (by state precedence
 (by the order of events: the sender's Lamport clock between events of one process, wall time
 between processes, so a restarted worker's reset clock cannot reorder history), finished tasks
 stay finished, and the STARTED tasks of a node seen to die show as LOST until seen again.
+
+Memory is bounded like Flower's (max_tasks, max_workers): at most MAX_TASKS tasks (the least
+recently updated forgotten first), MAX_WORKERS workers (the longest silent forgotten first),
+each task's texts cut to MAX_VALUE_CHARS and its timeline to MAX_TIMELINE entries, rates for
+RATE_WINDOW_S seconds. A task costs about 1 KB as workers usually describe them and at most
+about 6 KB (five texts of MAX_VALUE_CHARS), so a full state holds 10-60 MB
+(benchmarks/cluster_fold.py measures it). Folding costs ~3 us an event.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from . import states
 
 #: How many tasks are kept (least recently updated forgotten first), as `celery events` keeps.
 MAX_TASKS = 10_000
+#: How many workers are kept (the longest silent forgotten first), as Flower's max_workers.
+MAX_WORKERS = 5_000
 #: Argument, result and traceback texts are cut to this many characters in memory.
 MAX_VALUE_CHARS = 1024
 #: A worker without a heartbeat for freq * this factor is shown offline (Celery's 200 %).
@@ -123,10 +132,15 @@ class ClusterState:
     """Folds events into workers, tasks and rates; memory bounded by task count and text size."""
 
     def __init__(
-        self, *, max_tasks: int = MAX_TASKS, max_value_chars: int = MAX_VALUE_CHARS
+        self,
+        *,
+        max_tasks: int = MAX_TASKS,
+        max_value_chars: int = MAX_VALUE_CHARS,
+        max_workers: int = MAX_WORKERS,
     ) -> None:
         self.max_tasks = max_tasks
         self.max_value_chars = max_value_chars
+        self.max_workers = max_workers
         self.tasks: OrderedDict[str, TaskState] = OrderedDict()
         self.workers: dict[str, WorkerState] = {}
         self.event_count = 0
@@ -158,9 +172,11 @@ class ClusterState:
 
     def _fold_worker(self, kind: str, event: dict[str, Any]) -> WorkerState:
         hostname = str(event.get("hostname"))
-        worker = self.workers.get(hostname) or self.workers.setdefault(
-            hostname, WorkerState(hostname)
-        )
+        worker = self.workers.get(hostname)
+        if worker is None:
+            worker = self.workers[hostname] = WorkerState(hostname)
+            if len(self.workers) > self.max_workers:
+                self._forget_silent_worker(keep=hostname)
         for name in (
             "pid",
             "freq",
@@ -184,6 +200,14 @@ class ClusterState:
                 event.get("local_received") or event.get("timestamp") or time.time()
             )
         return worker
+
+    def _forget_silent_worker(self, keep: str) -> None:
+        """Forget the worker heard from longest ago (new workers are rare: a scan is fine)."""
+        silent = min(
+            (worker for name, worker in self.workers.items() if name != keep),
+            key=lambda worker: worker.last_event_at or 0.0,
+        )
+        del self.workers[silent.hostname]
 
     def _fold_node_gone(self, event: dict[str, Any]) -> WorkerState | None:
         """The supervisor saw a node's process end: its running tasks are lost for now."""

@@ -87,6 +87,15 @@ def test_memory_is_bounded_by_task_count_and_value_size():
     assert grown_kib < 50_000, f"folding 100,000 tasks grew RSS by {grown_kib} KiB"
 
 
+def test_workers_are_bounded_and_the_longest_silent_is_forgotten_first():
+    state = ClusterState(max_workers=3)
+    for index, name in enumerate(["a@h", "b@h", "c@h"]):
+        state.fold({"type": "worker-heartbeat", "hostname": name, "timestamp": 100.0 + index})
+    state.fold({"type": "worker-heartbeat", "hostname": "a@h", "timestamp": 200.0})
+    state.fold({"type": "worker-online", "hostname": "d@h", "timestamp": 201.0})
+    assert sorted(state.workers) == ["a@h", "c@h", "d@h"]  # b was silent longest
+
+
 def test_rates_count_recent_completions():
     state = ClusterState()
     now = time.time()

@@ -82,7 +82,9 @@ class EventFeed:
         with self.lock:
             state = self.state
             self.state = ClusterState(
-                max_tasks=state.max_tasks, max_value_chars=state.max_value_chars
+                max_tasks=state.max_tasks,
+                max_value_chars=state.max_value_chars,
+                max_workers=state.max_workers,
             )
             self.lines.clear()
             self.counts.clear()
