@@ -52,6 +52,10 @@ FAIL_EVERY = 20
 BIG_ARG_EVERY = 50
 #: Seconds the feeder sleeps between bursts (it catches up to the rate after each).
 FEED_STEP_S = 0.005
+#: Tasks whose last state the source remembers (the newest; more than any console keeps).
+EXPECTED_KEPT = 20_000
+#: Seconds between samples of the process's RSS while feeding.
+RSS_SAMPLE_S = 10.0
 TRACEBACK = (
     "Traceback (most recent call last):\n"
     '  File "tasks.py", line 12, in resize\n'
@@ -102,6 +106,8 @@ class EventSource:
             event.update(exception="ValueError('image too large')", traceback=TRACEBACK)
         self.expected[uuid] = STATE_AFTER[kind]
         self.expected.move_to_end(uuid)
+        if len(self.expected) > EXPECTED_KEPT:
+            self.expected.popitem(last=False)
         return event
 
     def heartbeats(self) -> list[dict[str, Any]]:
@@ -189,6 +195,8 @@ class FeedResult:
     events: int = 0
     seconds: float = 0.0
     fold_s: float = 0.0
+    #: The process's RSS (MiB) every RSS_SAMPLE_S seconds while feeding.
+    rss_samples: list[float] = field(default_factory=list)
 
 
 def feed_at_rate(
@@ -201,6 +209,8 @@ def feed_at_rate(
         elapsed = time.monotonic() - start
         if elapsed >= seconds:
             break
+        if elapsed >= RSS_SAMPLE_S * len(result.rss_samples):
+            result.rss_samples.append(round(rss_mib(), 1))
         due = int(rate * elapsed) - result.events
         if due > 0:
             events = source.take(due, time.monotonic())
@@ -337,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             "start": round(rss_start, 1),
             "end": round(rss_mib(), 1),
             "peak": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            f"every_{RSS_SAMPLE_S:.0f}_s": fed.rss_samples,
         },
         "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
     }
@@ -368,6 +379,8 @@ def report(figures: dict[str, Any], options: argparse.Namespace) -> None:
     print(
         f"  RSS            start {rss['start']} MiB  end {rss['end']} MiB  peak {rss['peak']} MiB"
     )
+    samples = " ".join(str(value) for value in rss[f"every_{RSS_SAMPLE_S:.0f}_s"])
+    print(f"                 while fed, every {RSS_SAMPLE_S:.0f} s: {samples}")
     print(f"  load average   {' '.join(str(v) for v in figures['load_average'])} "
           f"({os.cpu_count()} CPUs; other processes share them)")  # fmt: skip
 
