@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.servers import OwnRedis, free_port, have_redis_server
+
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 EXAMPLES = ROOT / "examples"
@@ -281,6 +283,27 @@ def kill_tq_tree(pid: int) -> None:
             process.kill()
     except psutil.Error:
         pass
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test's own (free loopback port, append-only file in tmp_path)."""
+    if not have_redis_server():
+        pytest.skip("redis-server is not installed")
+    server = OwnRedis(tmp_path, free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05) -> bool:
+    """Poll predicate until it holds or `timeout` seconds pass; return its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
 
 
 def ledger_lines(broker: BrokerEnv) -> list[str]:

@@ -17,10 +17,7 @@ from tests.conftest import REQUIRE_BROKERS, ROOT, BrokerEnv, WorkerProcess
 from .ledger import LEDGER_ENV, FaultRow, Ledger, format_table
 from .servers import (
     OwnRabbitMQ,
-    OwnRedis,
     RabbitMQDidNotStart,
-    free_port,
-    have_redis_server,
     rabbitmq_script,
 )
 
@@ -112,17 +109,6 @@ def wait_pool_size(worker: WorkerProcess, size: int, *, without: int | None = No
             return children
         time.sleep(0.05)
     raise AssertionError(f"pool has {children}, expected {size} processes (not {without})")
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    """A redis-server of this test's own (free loopback port, append-only file in tmp_path)."""
-    if not have_redis_server():
-        pytest.skip("redis-server is not installed")
-    server = OwnRedis(tmp_path, free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

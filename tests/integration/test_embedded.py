@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TESTS, ledger_lines, make_broker_env
+from tests.conftest import ROOT, TESTS, ledger_lines, make_broker_env, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -22,16 +22,9 @@ def embedded(tmp_path, monkeypatch):
     return make_broker_env("embedded", tmp_path, monkeypatch)
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
-def test_sigkilled_worker_holding_prefetched_and_running_tasks_loses_nothing(embedded, start_worker):
+def test_sigkilled_worker_holding_prefetched_and_running_tasks_loses_nothing(
+    embedded, start_worker
+):
     from tqtest import tasks
 
     first = start_worker("-c", "2", "--prefetch-multiplier", "4")
@@ -51,9 +44,7 @@ def test_sigkilled_worker_holding_prefetched_and_running_tasks_loses_nothing(emb
         assert counts[name] == (2 if name in started_before_kill else 1), (name, counts)
 
 
-def test_with_prefetch_multiplier_1_every_pool_slot_gets_an_acks_late_task(
-    embedded, start_worker
-):
+def test_with_prefetch_multiplier_1_every_pool_slot_gets_an_acks_late_task(embedded, start_worker):
     from tqtest import tasks
 
     start_worker("-c", "4", "-P", "threads", "--prefetch-multiplier", "1")
@@ -84,7 +75,9 @@ for i in range(2500):
 
 def test_four_producer_processes_and_exactly_ten_thousand_executions(embedded, start_worker):
     producers = [
-        subprocess.Popen([sys.executable, "-c", PRODUCER.format(tests=str(TESTS), root=str(ROOT), index=index)])
+        subprocess.Popen(
+            [sys.executable, "-c", PRODUCER.format(tests=str(TESTS), root=str(ROOT), index=index)]
+        )
         for index in range(4)
     ]
     try:
@@ -104,9 +97,13 @@ def test_four_producer_processes_and_exactly_ten_thousand_executions(embedded, s
 
 
 def run_tq(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tq", "-A", "tqtest", "--workdir", str(TESTS), *args],
-                          capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{ROOT}", **env))
+    return subprocess.run(
+        [sys.executable, "-m", "tq", "-A", "tqtest", "--workdir", str(TESTS), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{ROOT}", **env),
+    )
 
 
 @pytest.mark.parametrize("where", ["unwritable", "corrupt"])

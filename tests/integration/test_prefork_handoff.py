@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from uuid import uuid4
 
 import pytest
 
-from tests.conftest import ledger_lines
+from tests.conftest import ledger_lines, wait_until
 from tq import states
 from tq.errors import TaskRevokedError, TimeLimitExceeded, WorkerLostError
 
@@ -23,15 +22,6 @@ def tasks():
     from tqtest import tasks
 
     return tasks
-
-
-def wait_until(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def node_name() -> str:

@@ -8,19 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.servers import OwnRedis, free_port, have_redis_server
-
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    if not have_redis_server():
-        pytest.skip("redis-server is not installed")
-    server = OwnRedis(tmp_path, free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_an_idle_consumer_polls_where_redis_refuses_client_tracking(own_redis, caplog):

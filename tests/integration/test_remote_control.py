@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import ROOT, TESTS, ledger_lines
+from tests.conftest import ROOT, TESTS, ledger_lines, wait_until
 from tq import states
 from tq.errors import TaskRevokedError
 
@@ -38,15 +38,6 @@ NODE = f"rc@{socket.gethostname()}"
 def replies(*args: str) -> dict:
     """Run a command against the test's node (named NODE), returning as soon as it answers."""
     return json.loads(tq(*args, "--json", "-t", "5", "-d", NODE).stdout)
-
-
-def wait_until(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 @pytest.fixture
