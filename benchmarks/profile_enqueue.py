@@ -14,13 +14,11 @@ import argparse
 import cProfile
 import pstats
 import sys
-import tempfile
 import time
 from pathlib import Path
-from uuid import uuid4
 
-from brokers import PROFILES, check_broker, delete_run_queues, run_queue_name
-from run import configure_environment, load_system
+from brokers import PROFILES, delete_run_queues, run_queue_name
+from run import tq_alone
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,13 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Time and profile one enqueue; return 0."""
     args = parse_args(argv)
-    profile = PROFILES[args.broker]
-    print(f"{profile.name}: {check_broker(profile)}")
-    run_id = f"bench-{uuid4().hex[:12]}"
-    run_dir = Path(tempfile.mkdtemp(prefix=f"tq-{run_id}-"))
+    profile, run_id, run_dir, system = tq_alone(args.broker)
     out = args.out or run_dir / "enqueue.prof"
-    configure_environment(profile, run_id=run_id, run_dir=run_dir)
-    system = load_system("tq", profile, run_id=run_id, run_dir=run_dir)
     noop = system.noop
 
     def enqueue() -> None:

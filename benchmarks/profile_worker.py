@@ -15,15 +15,13 @@ import pstats
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from uuid import uuid4
 
 import psutil
 
-from brokers import PROFILES, check_broker, delete_run_queues, run_queue_name
-from run import configure_environment, load_system
+from brokers import PROFILES, delete_run_queues, run_queue_name
+from run import tq_alone
 from workers import APPS_DIR, WARM_SHUTDOWN_TIMEOUT_S, worker_argv
 
 #: A drain that makes no progress for this long has hung.
@@ -55,13 +53,8 @@ def cpu_seconds(process: psutil.Process) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Profile one drain; return 0 when every task ran."""
     args = parse_args(argv)
-    profile = PROFILES[args.broker]
-    print(f"{profile.name}: {check_broker(profile)}")
-    run_id = f"bench-{uuid4().hex[:12]}"
-    run_dir = Path(tempfile.mkdtemp(prefix=f"tq-{run_id}-"))
+    profile, run_id, run_dir, system = tq_alone(args.broker)
     out = args.out or run_dir / "worker.prof"
-    configure_environment(profile, run_id=run_id, run_dir=run_dir)
-    system = load_system("tq", profile, run_id=run_id, run_dir=run_dir)
     try:
         for _ in range(args.tasks):
             system.noop.delay()

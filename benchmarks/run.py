@@ -127,6 +127,17 @@ def load_system(
     )
 
 
+def tq_alone(broker: str) -> tuple[BrokerProfile, str, Path, SystemUnderTest]:
+    """Set up a run of tq alone on a broker (the profiling scripts): check the broker, make
+    the run's id and directory, set the environment and load the app."""
+    profile = PROFILES[broker]
+    print(f"{profile.name}: {check_broker(profile)}")
+    run_id = f"bench-{uuid4().hex[:12]}"
+    run_dir = Path(tempfile.mkdtemp(prefix=f"tq-{run_id}-"))
+    configure_environment(profile, run_id=run_id, run_dir=run_dir)
+    return profile, run_id, run_dir, load_system("tq", profile, run_id=run_id, run_dir=run_dir)
+
+
 def progress_printer(console: Console, label: str) -> Callable[[str], None]:
     """Return a function printing one progress line of a system."""
 
