@@ -151,6 +151,6 @@ def test_live_table_matches_data_table_after_updates_and_removals() -> None:
 
 
 def test_cell_width_is_rich_measure() -> None:
-    for text in ("", "abc", "画像", "a\nlonger line", "tab\there"):
+    for text in ("", "abc", "画像", "a\nlonger line", "tab\there", "esc\x1b[0m", "é"):
         cell = Cell(text)
         assert cell.width == Text(text).__rich_measure__(None, None).maximum  # type: ignore[arg-type]

@@ -52,13 +52,12 @@ class Cell(Text):
     ) -> None:
         super().__init__(text, style=style, justify=justify)
         plain = self.plain
+        if plain.isascii() and plain.isprintable():  # most cells: one cell a character
+            self.one_line, self.width = True, len(plain)
+            return
         self.one_line = "\n" not in plain and "\t" not in plain
         # As rich's Text measure: the widest line.
-        self.width = (
-            cell_len(plain)
-            if "\n" not in plain
-            else max((cell_len(line) for line in plain.splitlines()), default=0)
-        )
+        self.width = max((cell_len(line) for line in plain.splitlines()), default=0)
 
 
 class LiveTable(DataTable[Text]):
