@@ -79,8 +79,8 @@ def on_result(worker: Worker, child: Child, payload: Any) -> None:
 def on_exit(worker: Worker, child: Child) -> Held | None:
     """A child died: return the job it was running (if any); the ones waiting go back first."""
     running = None
-    if child.jobs and child.jobs[0] not in child.taken_back:
-        running = worker.active.pop(child.jobs.popleft(), None)
+    if child.jobs and child.jobs[0] in worker.active:
+        running = worker.active.pop(child.jobs.popleft())
     _requeue_waiting(worker, child)
     return running
 

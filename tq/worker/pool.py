@@ -214,10 +214,15 @@ class PreforkPool:
             return False
         # A child holds at most `depth` jobs, so a slot not naming a pending skip is free.
         slot = next(
-            index
-            for index in range(SKIP, SKIP + self.depth)
-            if child.shared[index] not in child.taken_back
+            (
+                index
+                for index in range(SKIP, SKIP + self.depth)
+                if child.shared[index] not in child.taken_back
+            ),
+            None,
         )
+        if slot is None:  # never expected; not taking it back is always safe
+            return False
         with _locked(child.lock) as locked:
             # Read already (running, or even finished with its result still in the pipe)?
             if not locked or child.shared[LAST_READ] >= job_id:
