@@ -11,11 +11,16 @@ from ..errors import ConfigError
 
 LEVELS = {"DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"}
 
-#: Record fields that need the caller's frame: without them in the format, the worker's main
-#: process skips walking the stack for every record (the logging HOWTO's "Optimization":
-#: logging._srcfile). Pool processes, which run the tasks and their own logging, keep it.
-_CALLER_FIELDS = re.compile(r"%\((pathname|filename|module|funcName|lineno|stack_info)\)")
-_SRCFILE = logging._srcfile  # type: ignore[attr-defined]
+#: What a log record collects that the worker's format may not show, and the fields that need
+#: it. Without them in the format the worker's main process skips collecting it for every
+#: record: the logging HOWTO's "Optimization" switches. Pool processes, which run the tasks and
+#: their own logging, keep everything.
+_RECORD_SWITCHES = {
+    "_srcfile": re.compile(r"%\((pathname|filename|module|funcName|lineno|stack_info)\)"),
+    "logThreads": re.compile(r"%\((thread|threadName)\)"),
+    "logProcesses": re.compile(r"%\(process\)"),
+}
+_DEFAULTS = {name: getattr(logging, name) for name in _RECORD_SWITCHES}
 
 
 class WorkerFormatter(logging.Formatter):
@@ -58,8 +63,9 @@ def setup_logging(level: int, fmt: str, logfile: str | None = None) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(WorkerFormatter(fmt))
-    if not _CALLER_FIELDS.search(fmt):
-        logging._srcfile = None  # type: ignore[attr-defined]
+    for name, fields in _RECORD_SWITCHES.items():
+        if not fields.search(fmt):
+            setattr(logging, name, None if name == "_srcfile" else False)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -68,8 +74,9 @@ def setup_logging(level: int, fmt: str, logfile: str | None = None) -> None:
 
 
 def restore_caller_lookup() -> None:
-    """In a pool process: records name their caller again (tasks may log %(lineno)d)."""
-    logging._srcfile = _SRCFILE  # type: ignore[attr-defined]
+    """In a pool process: records collect everything again (tasks may log %(lineno)d)."""
+    for name, value in _DEFAULTS.items():
+        setattr(logging, name, value)
 
 
 def reopen_log_files() -> None:

@@ -1,0 +1,52 @@
+"""The worker's log set-up skips what its format does not show, and nothing it shows."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tq.worker import logs
+
+
+@pytest.fixture
+def restore_logging():
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    logs.restore_caller_lookup()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def one_line(tmp_path, fmt: str) -> str:
+    path = tmp_path / "worker.log"
+    logs.setup_logging(logging.INFO, fmt, str(path))
+    logging.getLogger("tq.worker").info("Task %s[%s] received", "add", "id-1")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    return path.read_text().strip()
+
+
+def test_the_default_format_still_shows_everything_it_names(tmp_path, restore_logging):
+    line = one_line(tmp_path, "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s")
+    assert line.endswith("INFO/MainProcess] Task add[id-1] received"), line
+    assert logging._srcfile is None and not logging.logThreads  # skipped: not in the format
+
+
+def test_a_format_naming_the_caller_or_thread_keeps_them(tmp_path, restore_logging):
+    line = one_line(tmp_path, "%(funcName)s:%(lineno)d %(threadName)s %(process)d %(message)s")
+    name, thread, process = line.split()[:3]
+    assert name.startswith("one_line:") and name.split(":")[1] != "0", line
+    assert thread == "MainThread" and process.isdigit() and process != "None", line
+
+
+def test_pool_processes_collect_everything_again(tmp_path, restore_logging):
+    one_line(tmp_path, "%(message)s")
+    logs.restore_caller_lookup()
+    record = logging.getLogger("x").makeRecord("x", logging.INFO, "f", 1, "m", (), None)
+    assert logging._srcfile is not None and logging.logThreads and logging.logProcesses
+    assert record.threadName == "MainThread" and record.process is not None
