@@ -203,3 +203,11 @@ def tally(numbers, name):
     """A chord body that records each run, so a test can count how often it ran."""
     record(f"{name}:{sum(numbers)}")
     return sum(numbers)
+
+
+@app.task
+def loaded(*names):
+    """Which of these modules the pool process running this task had imported."""
+    import sys
+
+    return [name for name in names if name in sys.modules]

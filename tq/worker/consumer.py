@@ -19,7 +19,12 @@ from ..protocol import utcnow
 from . import control, handoff, outcomes
 from .acks import BatchedAcks
 from .child import child_loop
-from .connection import connect_with_retry, recoverable_errors, restore_orphans
+from .connection import (
+    connect_with_retry,
+    preload_broker_modules,
+    recoverable_errors,
+    restore_orphans,
+)
 from .executor import execute
 from .heartbeat import WorkerEvents
 from .limits import enforce_time_limits
@@ -216,6 +221,7 @@ class Worker:
     def run(self) -> int:
         """Run until shut down; return the process exit code."""
         self.signals.install()
+        preload_broker_modules(self.app)
         self.pool = self._make_pool()
         self._build_hub()
         self.pool.start()
