@@ -227,3 +227,13 @@ def test_destructive_commands_can_be_refused(redis_broker, node, tasks):
     tq("control", "shutdown")
     assert result.get(timeout=10) == "survives"
     assert worker.process.poll() is None
+
+
+def test_celery_style_inspect_object(broker, node, tasks):
+    node("-c", "1")
+    inspect = tasks.app.control.inspect(destination=[NODE], timeout=5)
+    assert wait_until(lambda: inspect.stats() is not None)
+    assert inspect.stats()[NODE]["pool"]["max-concurrency"] == 1
+    assert inspect.active() == {NODE: []}
+    nobody = tasks.app.control.inspect(destination=["nobody@nowhere"], timeout=0.3)
+    assert nobody.active() is None  # as Celery: None when no worker answered
