@@ -114,3 +114,25 @@ def test_pool_processes_are_forked_with_the_transport_already_imported(broker, s
     start_worker("-c", "1")
     wanted = modules[broker.kind]
     assert tasks.loaded.delay(wanted).get(timeout=15) == [wanted]
+
+
+def test_a_job_behind_a_long_task_moves_while_other_work_keeps_coming(
+    redis_broker, start_worker, tasks
+):
+    node = node_name()
+    start_worker("-c", "2", "--prefetch-multiplier", "8", name=node)
+    tag = uuid4().hex[:6]
+    long = tasks.late_sleeper.delay(f"long-{tag}", 8)
+    assert wait_until(lambda: f"long-{tag}" in ledger_lines(redis_broker))
+    tasks.late_sleeper.delay(f"first-{tag}", 0.3)  # the other process: both busy now
+    assert wait_until(lambda: f"first-{tag}" in ledger_lines(redis_broker))
+    waiting = tasks.late_sleeper.delay(f"waiting-{tag}", 0)  # behind one of the two
+    stream = [tasks.late_sleeper.delay(f"s{i}-{tag}", 0.05) for i in range(30)]
+    assert waiting.get(timeout=20) == f"waiting-{tag}"
+    for one in stream:
+        one.get(timeout=30)
+    # Even if it was handed to the long task's process, it did not wait for the 30 newer
+    # tasks that kept the other process busy (nor for the long task).
+    started = [line for line in ledger_lines(redis_broker) if line.endswith(tag)]
+    assert started.index(f"waiting-{tag}") < started.index(f"s10-{tag}"), started
+    assert not long.ready()

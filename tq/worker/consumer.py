@@ -78,6 +78,7 @@ class Worker:
         self.eta_held: set[Held] = set()
         self.active: dict[int, Held] = {}
         self.queued: dict[int, Held] = {}  # handed to a busy pool process, not begun
+        self.behind_long_task = False  # a queued job waits behind a long task (housekeeping)
         self.revoked_ids = control.BoundedIdSet()
         self.clock = LamportClock()
         self.events = WorkerEvents(self, task_events=options.send_events)
@@ -369,9 +370,9 @@ class Worker:
         """Hand reserved requests to pool processes with room (idle ones first)."""
         if self.state != RUNNING:
             return
+        if self.queued and (self.behind_long_task or not self.reserved):
+            handoff.rebalance(self)
         if not self.reserved:
-            if self.queued:
-                handoff.rebalance(self)
             return
         self.last_busy = time.monotonic()
         limited: list[Held] = []
@@ -419,6 +420,9 @@ class Worker:
         now = time.monotonic()
         enforce_time_limits(self.active.values(), self.pool, now)
         self.pool.check_alive()
+        self.behind_long_task = handoff.waits_behind_long_task(self, now)
+        if self.behind_long_task:
+            self.dispatch()
         if self.autoscale is not None and control.autoscale_step(self, now):
             self.update_qos()
             self.dispatch()

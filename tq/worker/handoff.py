@@ -21,6 +21,9 @@ from .request import Held
 if TYPE_CHECKING:
     from .consumer import Worker
 
+#: A job waiting behind a task that has run this long moves to a child with room.
+LONG_TASK_S = 0.1
+
 
 def hand(worker: Worker, held: Held, child: Child) -> None:
     """Give a request to a child: it begins now if the child is free, else it waits its turn."""
@@ -116,13 +119,50 @@ def take_back_all(worker: Worker) -> list[Held]:
 
 
 def rebalance(worker: Worker) -> None:
-    """With nothing else to run, an idle child takes a job waiting behind another's task."""
+    """Move jobs that wait behind another child's task, before newer work is handed out.
+
+    A job waiting behind a task that has run for LONG_TASK_S goes to a child with room whose
+    own task is younger (an idle one first), so a short task never waits for a long one while
+    other children run newer work; with nothing reserved, any waiting job goes to an idle child.
+    """
+    now = time.monotonic()
     for held in list(worker.queued.values()):
-        idle = worker.pool.idle()
-        if not idle:
-            return
-        if take_back(worker, held):
-            hand(worker, held, idle[0])
+        child = held.child
+        if child is None or not _behind_long_task(worker, child, now):
+            if worker.reserved:
+                continue
+            targets = worker.pool.idle()
+        else:
+            pool = worker.pool
+            targets = sorted(
+                (
+                    other
+                    for other in pool.children
+                    if other is not child
+                    and len(other.jobs) < pool.depth
+                    and not other.extra.get("retiring")
+                    and not _behind_long_task(worker, other, now)
+                ),
+                key=lambda other: len(other.jobs),
+            )
+        if targets and take_back(worker, held):
+            hand(worker, held, targets[0])
+
+
+def waits_behind_long_task(worker: Worker, now: float) -> bool:
+    """Whether any queued job waits behind a task that has run LONG_TASK_S (checked by the
+    worker's housekeeping, so that a drain of short tasks pays nothing for it)."""
+    return any(
+        held.child is not None and _behind_long_task(worker, held.child, now)
+        for held in worker.queued.values()
+    )
+
+
+def _behind_long_task(worker: Worker, child: Child, now: float) -> bool:
+    """Whether the child runs a task that began LONG_TASK_S ago or more."""
+    running = worker.active.get(child.jobs[0]) if child.jobs else None
+    started = running.started_at if running is not None else None
+    return started is not None and now - started >= LONG_TASK_S
 
 
 def find(worker: Worker, task_id: str) -> tuple[str, Held] | None:
