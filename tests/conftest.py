@@ -121,6 +121,11 @@ def reset_test_app() -> None:
     """Drop the test app's cached connections so it reads the new environment."""
     from tqtest.tq import app
 
+    reset_app_clients(app)
+
+
+def reset_app_clients(app) -> None:
+    """Close an app's backend and publisher and forget them: the next use reads the env."""
     for client in (app._backend, app._publisher):
         if client is not None:
             try:

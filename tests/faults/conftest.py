@@ -12,7 +12,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import REQUIRE_BROKERS, ROOT, BrokerEnv, WorkerProcess
+from tests.conftest import REQUIRE_BROKERS, ROOT, BrokerEnv, WorkerProcess, reset_app_clients
 
 from .ledger import LEDGER_ENV, FaultRow, Ledger, format_table
 from .servers import (
@@ -62,13 +62,7 @@ def reset_fault_app() -> None:
     """Drop the fault app's cached connections so it reads the current environment."""
     from .faultapp import app
 
-    for client in (app._backend, app._publisher):
-        if client is not None:
-            try:
-                client.close()
-            except Exception:
-                pass
-    app._reset_clients()
+    reset_app_clients(app)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ROOT, TESTS
+from tests.conftest import ROOT, TESTS, kill_tq_tree
 
 pytestmark = pytest.mark.timeout(180)
 HOST = socket.gethostname()
@@ -75,15 +75,7 @@ class Multi:
     def cleanup(self) -> None:
         self.pids()
         for pid in self.seen:
-            try:
-                process = psutil.Process(pid)
-                if "worker" not in process.cmdline():
-                    continue  # the pid was recycled: not ours
-                for child in process.children(recursive=True):
-                    child.kill()
-                process.kill()
-            except psutil.Error:
-                pass
+            kill_tq_tree(pid)  # leaves a recycled pid alone
 
 
 @pytest.fixture
