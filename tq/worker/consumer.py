@@ -124,14 +124,18 @@ class Worker:
         return self.options.concurrency * multiplier + len(self.eta_held)
 
     def _make_pool(self) -> Any:
-        def child_main(index: int, jobs: Any, results: Any, *shared: Any) -> None:
+        def child_main(
+            index: int, jobs: Any, results: Any, inherited: list[int], shared: Any, lock: Any
+        ) -> None:
             child_loop(
                 self.app,
                 self.hostname,
                 index,
                 jobs,
                 results,
-                *shared,
+                inherited,
+                shared,
+                lock,
                 max_tasks=self.options.max_tasks_per_child,
                 max_memory_kib=self.options.max_memory_per_child,
             )
