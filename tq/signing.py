@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,6 +79,11 @@ def compute_signature(
     content_encoding: str | None,
 ) -> str:
     """Return the signature of a message: `hmac-sha256-v1:<hex>`."""
+    # hashlib and hmac load OpenSSL's digests (~0.8 MB in every worker process): only apps
+    # that sign pay for them.
+    import hashlib
+    import hmac
+
     signed = {name: headers.get(name) for name in SIGNED_HEADERS}
     header_text = json.dumps(signed, sort_keys=True, separators=(",", ":"), default=str)
     mac = hmac.new(key, digestmod=hashlib.sha256)
@@ -142,6 +145,8 @@ def refusal_reason(
         )
     except (LookupError, TypeError, ValueError, UnicodeError):
         return "its body cannot be read to check the signature"
+    import hmac
+
     if not isinstance(given, str) or not hmac.compare_digest(
         given.encode("utf-8", "surrogatepass"), expected.encode("utf-8")
     ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -50,7 +51,7 @@ def render_banner(worker: Worker, *, version: str, show_tasks: bool) -> str:
     right = [
         f"{worker.hostname} tq v{version}",
         "",
-        f"{platform.platform()} {now}",
+        f"{platform_text()} {now}",
         "",
         "[config]",
         *config,
@@ -71,3 +72,18 @@ def _concurrency(options: object) -> str:
     if scale:
         return f"{{min={scale[1]}, max={scale[0]}}}"
     return str(getattr(options, "concurrency", "?"))
+
+
+def platform_text() -> str:
+    """The system as platform.platform() names it on Linux (`Linux-6.1.0-x86_64-with-glibc2.36`).
+
+    platform.platform() also asks for the processor, which on Linux runs `uname -p` in a
+    subprocess: a fork of the whole worker on the way to its first task, for a field it
+    leaves out when it is the machine name or unknown.
+    """
+    uname = os.uname()
+    parts = [uname.sysname, uname.release, uname.machine]
+    library, version = platform.libc_ver()
+    if library:
+        parts += ["with", f"{library}{version}"]
+    return "-".join(parts)

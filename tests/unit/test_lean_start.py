@@ -1,0 +1,30 @@
+"""What a worker does not pay for on its way to the first task."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from tq.worker.banner import platform_text
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the banner's text follows Linux's uname")
+def test_banner_names_the_platform_as_platform_module_does():
+    processor = platform.uname().processor
+    if processor not in ("", "unknown", platform.machine()):
+        pytest.skip(f"platform.platform() adds the processor {processor!r} here")
+    assert platform_text() == platform.platform()
+
+
+def test_importing_tq_loads_no_digest_modules():
+    # hashlib and hmac cost ~0.8 MB in every worker process; only signing needs them.
+    code = (
+        "import sys, tq, tq.worker.consumer; print(sorted({'hmac', 'hashlib'} & set(sys.modules)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert loaded.stdout.strip() == "[]"
