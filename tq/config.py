@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Setting] = {
     "broker_heartbeat": Setting(None),
     # redis:// URLs: "tq" (tq's Redis transport, same keys as kombu's) or "kombu" (kombu's own)
     "broker_redis_transport": Setting("tq", env="TQ_BROKER_REDIS_TRANSPORT"),
+    # amqp:// URLs: "tq" (py-amqp with buffered socket reads) or "kombu" (kombu's py-amqp)
+    "broker_amqp_transport": Setting("tq", env="TQ_BROKER_AMQP_TRANSPORT"),
     # results
     "result_backend": Setting(None, env="TQ_RESULT_BACKEND"),
     "result_serializer": Setting("json"),

@@ -1,4 +1,4 @@
-"""Broker transports tq adds to kombu: the embedded SQLite broker and a faster Redis transport."""
+"""Broker transports tq adds to kombu: the embedded SQLite broker, faster Redis and AMQP ones."""
 
 from __future__ import annotations
 
@@ -18,8 +18,14 @@ TQ_TRANSPORTS = {
 TQ_REDIS_TRANSPORT = "tq.transports.redis:Transport"
 #: Broker URL schemes tq's Redis transport serves (sentinel:// and socket URLs stay kombu's).
 REDIS_SCHEMES = ("redis", "rediss")
-#: Values of the broker_redis_transport setting.
-REDIS_TRANSPORT_CHOICES = ("tq", "kombu")
+#: tq's AMQP transport (py-amqp with buffered socket reads).
+TQ_AMQP_TRANSPORT = "tq.transports.amqp:Transport"
+#: Broker URL schemes tq's AMQP transport serves (amqps:// too: TLS keeps py-amqp's reads).
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+#: Values of the broker_redis_transport and broker_amqp_transport settings.
+TRANSPORT_CHOICES = ("tq", "kombu")
+#: The scheme a URL shows for each of tq's transports (kombu would show the class path).
+SHOWN_SCHEMES = {TQ_REDIS_TRANSPORT: ("redis", "rediss"), TQ_AMQP_TRANSPORT: ("amqp", "amqps")}
 
 
 def register_transports() -> None:
@@ -30,29 +36,36 @@ def register_transports() -> None:
 def transport_for_url(url: str, settings: Mapping[str, Any]) -> str | None:
     """The kombu transport tq picks for a broker URL, or None to let kombu choose by scheme.
 
-    redis:// and rediss:// get tq's Redis transport unless broker_redis_transport is "kombu".
-    It is chosen per connection (not registered as kombu's "redis" alias), so a Celery app in
-    the same process keeps kombu's own transport.
+    redis:// and rediss:// get tq's Redis transport unless broker_redis_transport is "kombu";
+    amqp://, amqps:// and pyamqp:// get tq's AMQP transport unless broker_amqp_transport is
+    "kombu". It is chosen per connection (not registered as a kombu alias), so a Celery app
+    in the same process keeps kombu's own transports.
     """
-    choice = settings.get("broker_redis_transport") or "tq"
-    if choice not in REDIS_TRANSPORT_CHOICES:
-        raise ConfigError(
-            f"broker_redis_transport must be 'tq' (tq's faster Redis transport) or 'kombu' "
-            f"(kombu's own), not {choice!r}"
-        )
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme in REDIS_SCHEMES and choice == "tq":
+    if scheme in REDIS_SCHEMES and _choice(settings, "broker_redis_transport") == "tq":
         return TQ_REDIS_TRANSPORT
+    if scheme in AMQP_SCHEMES and _choice(settings, "broker_amqp_transport") == "tq":
+        return TQ_AMQP_TRANSPORT
     return None
 
 
+def _choice(settings: Mapping[str, Any], name: str) -> str:
+    choice = settings.get(name) or "tq"
+    if choice not in TRANSPORT_CHOICES:
+        raise ConfigError(
+            f"{name} must be 'tq' (tq's faster transport) or 'kombu' (kombu's own), not {choice!r}"
+        )
+    return str(choice)
+
+
 class BrokerConnection(Connection):
-    """A kombu Connection that shows redis:// in its URL when tq chose the transport."""
+    """A kombu Connection that shows redis:// or amqp:// in its URL when tq chose the transport."""
 
     def as_uri(self, *args: Any, **kwargs: Any) -> str:
         """The URL as kombu shows it, with the URL scheme in place of tq's transport path."""
         uri = str(super().as_uri(*args, **kwargs))
-        if self.transport_cls == TQ_REDIS_TRANSPORT and uri.startswith(TQ_REDIS_TRANSPORT):
-            scheme = "rediss" if self.ssl else "redis"
-            return scheme + uri[len(TQ_REDIS_TRANSPORT) :]
+        schemes = SHOWN_SCHEMES.get(str(self.transport_cls))
+        if schemes is not None and uri.startswith(str(self.transport_cls)):
+            scheme = schemes[1] if self.ssl else schemes[0]
+            return scheme + uri[len(str(self.transport_cls)) :]
         return uri
