@@ -6,6 +6,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import threading
 from collections import deque
@@ -43,6 +44,8 @@ class Child:
     pid: int
     job_writer: Connection | None = None
     result_reader: Connection | None = None
+    #: Tells whether more results wait in the pipe (Connection.poll builds a selector per call).
+    result_poller: Any = None
     process: Any = None
     jobs: deque[int] = field(default_factory=deque)
     #: Jobs taken back while they waited in the pipe: the child reports them skipped.
@@ -147,6 +150,8 @@ class PreforkPool:
             shared=shared,
             lock=lock,
         )
+        child.result_poller = select.poll()
+        child.result_poller.register(result_reader.fileno(), select.POLLIN)
         self.children.append(child)
         self.add_reader(result_reader.fileno(), self._on_readable, child)
         return child
@@ -155,9 +160,12 @@ class PreforkPool:
         reader = child.result_reader
         if reader is None:
             return
+        poller = child.result_poller
         try:
-            while reader.poll():
+            while poller.poll(0):
                 self.on_result(child, reader.recv())
+                if child.result_reader is None:
+                    return  # on_result forgot the child (it left)
         except (EOFError, OSError):
             self._forget(child)
             self.on_exit(child)
