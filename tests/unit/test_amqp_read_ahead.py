@@ -92,3 +92,10 @@ def test_amqp_urls_get_tqs_transport_unless_the_setting_says_kombu():
 def test_the_broker_url_is_shown_with_its_own_scheme():
     connection = make_connection(Settings(), "amqp://guest:secret@127.0.0.1:5672//")
     assert connection.as_uri() == "amqp://guest:**@127.0.0.1:5672//"
+
+
+def test_reading_a_closed_transport_is_a_connection_error(wire):
+    transport, _peer = wire
+    transport.sock = None  # what py-amqp's close() leaves
+    with pytest.raises(OSError, match="closed"):
+        transport.read_frame()

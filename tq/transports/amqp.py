@@ -107,9 +107,13 @@ class ReadAheadTransport(TCPTransport):
 
     def _recv(self, size: int, *, now: bool, initial: bool) -> bytes:
         flags = socket.MSG_DONTWAIT if now else 0
+        sock = self.sock
+        if sock is None:  # closed: what py-amqp's reader raises then too
+            self.connected = False
+            raise OSError(errno.EBADF, "Socket is closed")
         while True:
             try:
-                data = self.sock.recv(size, flags)
+                data = sock.recv(size, flags)
             except TimeoutError:
                 raise
             except OSError as exc:
@@ -117,7 +121,7 @@ class ReadAheadTransport(TCPTransport):
                     self.connected = False
                     raise
                 # A non-blocking read found nothing: the caller comes back when there is more.
-                if now or self.sock.gettimeout() == 0 or (initial and self.raise_on_initial_eintr):
+                if now or sock.gettimeout() == 0 or (initial and self.raise_on_initial_eintr):
                     raise TimeoutError() from None
                 continue
             if not data:
@@ -168,7 +172,8 @@ class Connection(pyamqp.Connection):
         transport = self._transport
         if isinstance(transport, ReadAheadTransport):
             frame = transport.buffered_frame()
-            if frame is None and timeout == 0 and transport.sock.gettimeout() is None:
+            sock = transport.sock
+            if frame is None and timeout == 0 and sock is not None and sock.gettimeout() is None:
                 frame = transport.read_frame(now=True)
             if frame is not None:
                 return self.on_inbound_frame(frame)
