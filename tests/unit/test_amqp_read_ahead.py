@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -99,3 +101,19 @@ def test_reading_a_closed_transport_is_a_connection_error(wire):
     transport.sock = None  # what py-amqp's close() leaves
     with pytest.raises(OSError, match="closed"):
         transport.read_frame()
+
+
+def test_connecting_by_an_ascii_host_name_loads_no_idna_codec(tmp_path):
+    # encodings.idna, stringprep and unicodedata cost ~0.4 MB in every connecting process.
+    code = (
+        "import socket, sys\n"
+        "from tq.transports.amqp import ReadAheadTransport\n"
+        "server = socket.create_server(('127.0.0.1', 0))\n"
+        "transport = ReadAheadTransport('127.0.0.1:%d' % server.getsockname()[1], connect_timeout=5)\n"
+        "transport._connect('127.0.0.1', server.getsockname()[1], 5)\n"
+        "print(transport.sock is not None, 'encodings.idna' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["True", "False"]

@@ -37,6 +37,14 @@ NOTHING_YET = {errno.EAGAIN, errno.EINTR, errno.ENOENT, errno.EWOULDBLOCK}
 class ReadAheadTransport(TCPTransport):
     """py-amqp's TCP transport with buffered reads (see the module's docstring)."""
 
+    def _connect(self, host: Any, port: Any, timeout: Any) -> None:
+        # getaddrinfo encodes a str host name with the idna codec, which loads encodings.idna,
+        # stringprep and unicodedata (~0.4 MB in every process that connects); an ASCII name
+        # needs no encoding.
+        if isinstance(host, str) and host.isascii():
+            host = host.encode("ascii")
+        super()._connect(host, port, timeout)
+
     def _setup_transport(self) -> None:
         super()._setup_transport()
         self._received = b""
