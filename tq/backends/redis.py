@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import states
 from ..errors import BackendError
+from ..transports import redis_client_identity
 from .base import (
     GROUP_KEY_PREFIX,
     TASK_KEY_PREFIX,
@@ -116,7 +117,9 @@ class RedisBackend(KeyValueBackend):
     def client(self) -> Any:
         """This process's redis client (a forked child makes its own)."""
         if self._client is None or self._pid != os.getpid():
-            self._client = self._redis.Redis.from_url(self.url, socket_connect_timeout=5)
+            self._client = self._redis.Redis.from_url(
+                self.url, socket_connect_timeout=5, **redis_client_identity()
+            )
             self._store_script = self._client.register_script(_STORE_SCRIPT)
             self._chord_script = self._client.register_script(_CHORD_PART_SCRIPT)
             self._pid = os.getpid()

@@ -26,6 +26,7 @@ from kombu.utils.json import loads
 from kombu.utils.scheduling import priority_cycle
 from redis.exceptions import NoScriptError, ResponseError
 
+from . import redis_client_identity
 from .redis_qos import QoS
 from .redis_routing import RoutingChannel
 from .redis_scripts import (
@@ -81,6 +82,7 @@ class Channel(RoutingChannel):
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         params = super()._connparams(asynchronous=asynchronous)
+        params.update(redis_client_identity())
         if asynchronous:
             # Invalidation pushes arrive on the consuming connection itself: RESP3 only.
             params["protocol"] = 3
