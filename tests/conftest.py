@@ -214,6 +214,14 @@ def worker_children(pid: int) -> list[int]:
 
 
 @pytest.fixture
+def tasks():
+    """The test app's tasks (tests/tqtest), configured by the broker fixture's environment."""
+    from tqtest import tasks
+
+    return tasks
+
+
+@pytest.fixture
 def start_worker(tmp_path: Path):
     """Start `tq -A <app> worker` processes; every one is stopped (by pid) after the test."""
     started: list[WorkerProcess] = []

@@ -30,10 +30,3 @@ def test_acks_of_later_tasks_never_settle_a_running_acks_late_task(
     start_worker("-c", "2")
     # Redelivered because nothing acked it: the second run returns at once.
     assert held.get(timeout=30) == 2
-
-
-@pytest.fixture
-def tasks():
-    from tqtest import tasks
-
-    return tasks

@@ -15,13 +15,6 @@ pytestmark = pytest.mark.timeout(30)
 RESULT_TIMEOUT_S = 15
 
 
-@pytest.fixture
-def tasks():
-    from tqtest import tasks
-
-    return tasks
-
-
 def wait_for_ledger(broker, line, count=1, timeout=10.0):
     deadline = time.monotonic() + timeout
     while ledger_lines(broker).count(line) < count and time.monotonic() < deadline:

@@ -16,13 +16,6 @@ RESULT_TIMEOUT_S = 20
 
 
 @pytest.fixture
-def tasks():
-    from tqtest import tasks
-
-    return tasks
-
-
-@pytest.fixture
 def server_broker(tmp_path, monkeypatch):
     """Redis: the broker the Celery client and worker fixtures use."""
     require_broker("redis")

@@ -15,13 +15,6 @@ from tq.errors import TaskRevokedError, TimeLimitExceeded, TimeoutError, WorkerL
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.fixture
-def tasks():
-    from tqtest import tasks
-
-    return tasks
-
-
 def test_delay_and_get_return_the_value(broker, start_worker, tasks):
     start_worker("-c", "2")
     result = tasks.add.delay(2, 2)

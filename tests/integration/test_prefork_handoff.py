@@ -17,13 +17,6 @@ from tq.errors import TaskRevokedError, TimeLimitExceeded, WorkerLostError
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.fixture
-def tasks():
-    from tqtest import tasks
-
-    return tasks
-
-
 def node_name() -> str:
     return f"handoff-{uuid4().hex[:8]}@localhost"
 

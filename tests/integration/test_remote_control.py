@@ -46,13 +46,6 @@ def node(start_worker):
     return lambda *args, **kw: start_worker(*args, name="rc@%h", **kw)
 
 
-@pytest.fixture
-def tasks():
-    from tqtest import tasks
-
-    return tasks
-
-
 def test_status_ping_and_missing_destinations(broker, start_worker):
     start_worker("-c", "1", name="alpha@%h")
     start_worker("-c", "1", name="beta@%h")

@@ -14,13 +14,6 @@ from tq.errors import BrokerUnavailable
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.fixture
-def tasks():
-    from tqtest import tasks
-
-    return tasks
-
-
 def wait_for_ledger(broker, line, timeout=10.0):
     deadline = time.monotonic() + timeout
     while line not in ledger_lines(broker) and time.monotonic() < deadline:

@@ -18,13 +18,6 @@ pytestmark = pytest.mark.timeout(60)
 RESULT_TIMEOUT_S = 20
 
 
-@pytest.fixture
-def tasks():
-    from tqtest import tasks
-
-    return tasks
-
-
 def queued(app, names: list[str], *, expect: int = 0) -> dict[str, list[str]]:
     """Take every message off each queue (no worker running); return their task ids in order.
 
