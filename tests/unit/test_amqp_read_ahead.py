@@ -117,3 +117,37 @@ def test_connecting_by_an_ascii_host_name_loads_no_idna_codec(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.split() == ["True", "False"]
+
+
+def test_frames_assemble_into_methods_and_whole_messages():
+    from amqp import spec
+    from amqp.basic_message import Message as AmqpMessage
+
+    from tq.transports.amqp import frame_reader
+
+    class Counting:
+        bytes_recv = 0
+
+    handed: list[tuple[int, tuple[int, int], bytes | None]] = []
+    on_frame = frame_reader(
+        Counting(), lambda channel, sig, args, message: handed.append((channel, sig, message))
+    )
+    ack = struct.pack(">HH", *spec.Basic.Ack) + b"args"
+    deliver = struct.pack(">HH", *spec.Basic.Deliver) + b"args"
+    properties = AmqpMessage(content_type="application/json")._serialize_properties()
+    header = struct.pack(">HHQ", 60, 0, 10) + properties  # class, weight, body size
+    assert on_frame((1, 1, ack)) is True
+    assert on_frame((1, 2, deliver)) is False
+    assert on_frame((8, 0, b"")) is False  # a heartbeat between frames changes nothing
+    assert on_frame((2, 2, header)) is False
+    assert on_frame((3, 2, b"01234")) is False
+    assert on_frame((3, 2, b"56789")) is True
+    assert [(channel, sig) for channel, sig, _ in handed] == [
+        (1, spec.Basic.Ack),
+        (2, spec.Basic.Deliver),
+    ]
+    message = handed[1][2]
+    assert message.body == b"0123456789"
+    assert message.properties == {"content_type": "application/json"}
+    with pytest.raises(UnexpectedFrame, match="expecting type: 1"):
+        on_frame((3, 2, b"stray body"))
