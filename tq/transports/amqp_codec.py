@@ -110,7 +110,7 @@ def _read_table(buf: bytes, offset: int) -> tuple[dict[Any, Any], int]:
         size = buf[offset]
         raw = buf[offset + 1 : offset + 1 + size]
         offset += 1 + size
-        key = known.get(raw)
+        key: str | bytes | None = known.get(raw)
         if key is None:
             key = _text(raw)
             if isinstance(key, str) and len(known) < KEY_CACHE_MAX:
