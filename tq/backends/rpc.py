@@ -23,6 +23,13 @@ if TYPE_CHECKING:
 
 #: A non-blocking read takes at most this many waiting replies off the queue.
 MAX_DRAIN_PER_READ = 1000
+#: How a reply whose first send failed is sent again (kombu's connection.ensure).
+REPLY_RETRY_POLICY = {
+    "max_retries": 10,
+    "interval_start": 0.2,
+    "interval_step": 0.5,
+    "interval_max": 2,
+}
 
 
 class RPCBackend(Backend):
@@ -53,22 +60,24 @@ class RPCBackend(Backend):
         if request is None or not request.reply_to:
             return  # nobody is listening: Celery sends no reply without reply_to
         producer = self._worker_producer()
+        connection = producer.connection
+        options = {
+            "exchange": topology.DEFAULT_EXCHANGE,
+            "routing_key": request.reply_to,
+            "correlation_id": request.correlation_id or task_id,
+            "serializer": self.serializer,
+            "delivery_mode": 2 if self.app.conf.result_persistent else 1,
+        }
         try:
-            producer.publish(
-                meta,
-                exchange=topology.DEFAULT_EXCHANGE,
-                routing_key=request.reply_to,
-                correlation_id=request.correlation_id or task_id,
-                serializer=self.serializer,
-                delivery_mode=2 if self.app.conf.result_persistent else 1,
-                retry=True,
-                retry_policy={
-                    "max_retries": 10,
-                    "interval_start": 0.2,
-                    "interval_step": 0.5,
-                    "interval_max": 2,
-                },
-            )
+            try:
+                # Straight to the channel: kombu's retry wrapper costs ~25 us a reply, on the
+                # way to a client that waits for it; it takes over only once a send failed.
+                producer.publish(meta, retry=False, **options)
+            except (
+                *connection.recoverable_connection_errors,
+                *connection.recoverable_channel_errors,
+            ):
+                producer.publish(meta, retry=True, retry_policy=REPLY_RETRY_POLICY, **options)
         except producer.connection.connection_errors as exc:
             self._producer = None
             raise BackendError(f"rpc backend: cannot send the result of {task_id}: {exc}") from exc
