@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Setting] = {
     "broker_connection_retry_on_startup": Setting(True),
     "broker_connection_max_retries": Setting(100),
     "broker_connection_timeout": Setting(4.0),
-    "broker_heartbeat": Setting(None),
+    "broker_heartbeat": Setting(None, env="TQ_BROKER_HEARTBEAT"),
     # redis:// URLs: "tq" (tq's Redis transport, same keys as kombu's) or "kombu" (kombu's own)
     "broker_redis_transport": Setting("tq", env="TQ_BROKER_REDIS_TRANSPORT"),
     # amqp:// URLs: "tq" (py-amqp with buffered socket reads) or "kombu" (kombu's py-amqp)

@@ -20,6 +20,8 @@ logger = logging.getLogger("tq.worker")
 RECONNECT_DELAYS_S = (0.5, 1, 2, 4, 8, 16)
 #: How often a worker waiting to reconnect looks at its signals.
 WAIT_STEP_S = 0.05
+#: Heartbeat checks per negotiated interval (Celery's broker_heartbeat_checkrate).
+HEARTBEAT_CHECKS_PER_INTERVAL = 2.0
 
 
 def preload_broker_modules(app: App) -> None:
@@ -34,6 +36,19 @@ def preload_broker_modules(app: App) -> None:
         app.backend  # noqa: B018 - creating it imports its client library
     except Exception as exc:
         logger.debug("could not preload the broker or backend modules: %r", exc)
+
+
+def keep_heartbeats(hub: Any, connection: Connection) -> None:
+    """Send and check AMQP heartbeats from the loop, when the connection negotiated them.
+
+    With broker_heartbeat set, RabbitMQ closes a connection that stays silent for two
+    intervals, and an idle worker writes nothing else; a broker that stops answering is
+    noticed here too (the check raises, and the worker reconnects).
+    """
+    interval = connection.get_heartbeat_interval()
+    if interval:
+        rate = HEARTBEAT_CHECKS_PER_INTERVAL
+        hub.call_repeatedly(interval / rate, connection.heartbeat_check, rate)
 
 
 def connect_with_retry(

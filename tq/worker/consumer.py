@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import time
@@ -21,6 +22,7 @@ from .acks import BatchedAcks
 from .child import child_loop
 from .connection import (
     connect_with_retry,
+    keep_heartbeats,
     preload_broker_modules,
     recoverable_errors,
     restore_orphans,
@@ -194,11 +196,13 @@ class Worker:
         self.hub.call_repeatedly(HEARTBEAT_INTERVAL_S, self.events.heartbeat)
         self.hub.propagate_errors = connection.connection_errors + connection.channel_errors
         connection.transport.register_with_event_loop(connection.connection, self.hub)
+        keep_heartbeats(self.hub, connection)
 
     def _drop_connection(self) -> None:
         # Messages from a dead connection go back to their queue (AMQP does it on the server;
         # Redis and the embedded broker keep them as "unacked": restore_orphans returns them
         # once the broker answers again (connection.restore_orphans), not after the visibility timeout).
+        # collect(): no closing handshake, which a broker gone silent would never answer.
         self.reserved.clear()
         self.eta_held.clear()
         handoff.take_back_all(self)
@@ -211,10 +215,8 @@ class Worker:
         self._control_consumer = None
         self.events.disconnect()
         if self.connection is not None:
-            try:
-                self.connection.release()
-            except Exception:
-                pass
+            with contextlib.suppress(Exception):
+                self.connection.collect()
         self.connection = None
 
     def update_qos(self) -> None:
