@@ -28,3 +28,19 @@ def test_importing_tq_loads_no_digest_modules():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert loaded.stdout.strip() == "[]"
+
+
+def test_preloading_a_redis_broker_warms_what_each_first_connection_would_do():
+    pytest.importorskip("redis")
+    code = (
+        "import sys\n"
+        "from tq import App\n"
+        "from tq.transports import redis_client_identity\n"
+        "from tq.worker.connection import preload_broker_modules\n"
+        "preload_broker_modules(App('t', broker='redis://127.0.0.1:6379/0'))\n"
+        "print('encodings.idna' in sys.modules, redis_client_identity.cache_info().currsize)\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert loaded.stdout.split() == ["True", "1"]
