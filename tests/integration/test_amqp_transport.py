@@ -4,6 +4,7 @@ a chunk, and many messages in one chunk, arrive whole and in order through a rea
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import threading
 import time
@@ -114,5 +115,20 @@ def test_a_worker_notices_a_silent_broker_by_its_heartbeats_and_reconnects(
             time.sleep(0.1)
         assert worker.log().count("Connected to") >= 2, worker.log()
         assert tasks.add.delay(2, 3).get(timeout=20) == 5
+    finally:
+        proxy.close()
+
+
+def test_a_warm_shutdown_ends_when_the_broker_has_gone_silent(amqp_broker, start_worker):
+    proxy = FreezableProxy(("127.0.0.1", 5672))
+    try:
+        env = {"TQ_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}//"}
+        worker = start_worker("-c", "1", env=env)
+        proxy.freeze()
+        # Cancelling the consumer and closing the connection each wait for the broker's answer:
+        # at most SHUTDOWN_BROKER_WAIT_S (2 s) each, instead of for ever.
+        started = time.monotonic()
+        assert worker.stop(signal.SIGTERM, timeout=15) == 0
+        assert time.monotonic() - started < 10
     finally:
         proxy.close()

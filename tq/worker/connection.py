@@ -26,6 +26,8 @@ RECONNECT_DELAYS_S = (0.5, 1, 2, 4, 8, 16)
 WAIT_STEP_S = 0.05
 #: Heartbeat checks per negotiated interval (Celery's broker_heartbeat_checkrate).
 HEARTBEAT_CHECKS_PER_INTERVAL = 2.0
+#: Once shutdown begins, the longest one read or write on the broker's socket may wait.
+SHUTDOWN_BROKER_WAIT_S = 2.0
 
 
 def preload_broker_modules(app: App) -> None:
@@ -59,6 +61,20 @@ def keep_heartbeats(hub: Any, connection: Connection) -> None:
     if interval:
         rate = HEARTBEAT_CHECKS_PER_INTERVAL
         hub.call_repeatedly(interval / rate, connection.heartbeat_check, rate)
+
+
+def bound_broker_waits(connection: Connection | None) -> None:
+    """From now on, give up on the broker after SHUTDOWN_BROKER_WAIT_S per read or write.
+
+    A shutdown cancels its consumer and closes its connection, and py-amqp waits for the
+    broker to confirm each: a broker that went silent (its host gone, the TCP connection
+    still open) would keep the worker from exiting for ever. A healthy broker answers in
+    milliseconds. Only AMQP sockets block like this; other transports are left alone.
+    """
+    established = getattr(connection, "_connection", None)  # None: not connected (no connect here)
+    sock = getattr(getattr(established, "transport", None), "sock", None)
+    if sock is not None and hasattr(sock, "settimeout"):
+        sock.settimeout(SHUTDOWN_BROKER_WAIT_S)
 
 
 def connect_with_retry(

@@ -21,6 +21,7 @@ from . import control, handoff, outcomes
 from .acks import BatchedAcks
 from .child import child_loop
 from .connection import (
+    bound_broker_waits,
     connect_with_retry,
     keep_heartbeats,
     preload_broker_modules,
@@ -289,6 +290,7 @@ class Worker:
         self._stop_consuming()
 
     def _stop_consuming(self) -> None:
+        bound_broker_waits(self.connection)
         for consumer in (self.task_consumer,):
             if consumer is not None:
                 try:
@@ -319,10 +321,8 @@ class Worker:
                 except Exception as exc:  # the broker redelivers what it did not hear about
                     logger.warning("could not send the last acks: %r", exc)
             self.events.offline()
-            try:
+            with contextlib.suppress(Exception):  # a silent broker: bound_broker_waits
                 self.connection.release()
-            except Exception:
-                pass
         self.signals.uninstall()
 
     # -- receiving ---------------------------------------------------------------------------
