@@ -3,14 +3,12 @@ a chunk, and many messages in one chunk, arrive whole and in order through a rea
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import socket
-import threading
 import time
 
 import pytest
 
+from tests.conftest import FreezableProxy
 from tq import group
 
 pytestmark = pytest.mark.timeout(90)
@@ -39,64 +37,6 @@ def test_an_idle_worker_keeps_its_connection_with_heartbeats_on(amqp_broker, sta
     time.sleep(6)  # RabbitMQ closes a connection silent for two intervals (4 s here)
     assert tasks.add.delay(1, 1).get(timeout=15) == 2
     assert "Connection to broker lost" not in worker.log(), worker.log()
-
-
-class FreezableProxy:
-    """A TCP proxy to RabbitMQ whose open connections can go silent without closing, as when
-    the broker's host vanishes from the network."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.frozen: list[socket.socket] = []
-        self.pairs: list[tuple[socket.socket, socket.socket]] = []
-        self.stopped = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        self.server.settimeout(0.2)
-        while not self.stopped.is_set():
-            try:
-                client, _ = self.server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return  # closed
-            upstream = socket.create_connection(self.target, timeout=5)
-            self.pairs.append((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            self._forward(source, sink)
-
-    def _forward(self, source: socket.socket, sink: socket.socket) -> None:
-        source.settimeout(0.2)
-        while not self.stopped.is_set():
-            if source in self.frozen:
-                time.sleep(0.05)  # neither read nor forward: the peer hears nothing, no error
-                continue
-            try:
-                data = source.recv(65536)
-            except TimeoutError:
-                continue
-            if not data:
-                return
-            sink.sendall(data)
-
-    def freeze(self) -> None:
-        """Silence every connection open now (new ones still pass)."""
-        for client, upstream in self.pairs:
-            self.frozen += [client, upstream]
-
-    def close(self) -> None:
-        self.stopped.set()
-        for client, upstream in self.pairs:
-            client.close()
-            upstream.close()
-        self.server.close()
 
 
 def test_a_worker_notices_a_silent_broker_by_its_heartbeats_and_reconnects(

@@ -6,7 +6,12 @@ it) is tests/faults/test_broker_restart.py::test_redis_restart_under_load_worker
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
+
+from tests.conftest import FreezableProxy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -35,3 +40,36 @@ def test_an_idle_consumer_polls_where_redis_refuses_client_tracking(own_redis, c
             connection.drain_events(timeout=10)
     assert received == [{"n": 1}]
     assert "Redis refused CLIENT TRACKING" in caplog.text
+
+
+def test_a_worker_notices_a_redis_gone_silent_and_reconnects(redis_broker, start_worker, tasks):
+    proxy = FreezableProxy(("127.0.0.1", 6379))
+    try:
+        env = {
+            "TQ_BROKER_URL": f"redis://127.0.0.1:{proxy.port}/3",
+            "TQ_TEST_TRANSPORT_OPTIONS": json.dumps({"socket_timeout": 1}),
+        }
+        worker = start_worker("-c", "1", env=env)
+        proxy.freeze()
+        # The next worker-heartbeat publish (every 2 s) times out after 1 s: the worker drops
+        # the connection and reconnects (new connections pass the proxy).
+        worker.wait_for_log("Connection to broker lost", timeout=20)
+        deadline = time.monotonic() + 30
+        while worker.log().count("Connected to") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert worker.log().count("Connected to") >= 2, worker.log()
+        assert tasks.add.delay(2, 3).get(timeout=20) == 5
+    finally:
+        proxy.close()
+
+
+def test_redis_commands_wait_at_most_the_default_socket_timeout(redis_broker):
+    from tq import App
+    from tq.transports.redis_channel import SOCKET_TIMEOUT_S
+
+    app = App("timeouts", broker="redis://127.0.0.1:6379/3")
+    with app.broker_connection() as connection:
+        assert connection.default_channel._connparams()["socket_timeout"] == SOCKET_TIMEOUT_S
+    app.conf.broker_transport_options = {"socket_timeout": 3}
+    with app.broker_connection() as connection:
+        assert connection.default_channel._connparams()["socket_timeout"] == 3

@@ -1,5 +1,6 @@
 """The app the integration tests run: broker, backend and queue come from TQ_* variables."""
 
+import json
 import os
 
 from tq import App
@@ -14,4 +15,5 @@ app.conf.update(
     result_expires=int(os.environ.get("TQ_TEST_RESULT_EXPIRES", "3600")),
     accept_content=os.environ.get("TQ_TEST_ACCEPT", "json").split(","),
     worker_allow_destructive_control=os.environ.get("TQ_TEST_DESTRUCTIVE", "1") == "1",
+    broker_transport_options=json.loads(os.environ.get("TQ_TEST_TRANSPORT_OPTIONS", "{}")),
 )

@@ -53,6 +53,10 @@ IDLE_POLL_S = 0.05
 #: Under load an ack waits up to this long for the next claim to ride with; an idle consumer
 #: (no claim coming) writes it with the next hub tick.
 ACK_HOLD_S = 0.005
+#: The longest one Redis command waits for its reply (transport option socket_timeout; kombu's
+#: default is none). A Redis that went silent (its host gone, the TCP connection open) would
+#: otherwise block the worker's loop for ever in the next command it sends.
+SOCKET_TIMEOUT_S = 10.0
 CLAIM_SCRIPT_SHA = hashlib.sha1(CLAIM_SCRIPT.encode()).hexdigest()
 
 
@@ -61,6 +65,7 @@ class Channel(RoutingChannel):
 
     QoS = QoS
     connection: Transport
+    socket_timeout: Any = SOCKET_TIMEOUT_S
     # kombu's class attributes are typed by their defaults (False, None).
     _in_poll: Any
     _brpop_sent_at: Any

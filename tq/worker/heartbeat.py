@@ -17,7 +17,8 @@ logger = logging.getLogger("tq.worker")
 
 
 class WorkerEvents:
-    """Sends a worker's events on its broker connection; a failure is logged, never raised."""
+    """Sends a worker's events on its broker connection; a failure is logged (the heartbeat's
+    connection errors excepted, see heartbeat())."""
 
     def __init__(self, worker: Worker, *, task_events: bool) -> None:
         self.worker = worker
@@ -39,7 +40,7 @@ class WorkerEvents:
     def disconnect(self) -> None:
         self.dispatcher = None
 
-    def _send(self, event_type: str, **fields: Any) -> None:
+    def _send(self, event_type: str, *, probe: bool = False, **fields: Any) -> None:
         dispatcher = self.dispatcher
         if dispatcher is None or not dispatcher.enabled(event_type):
             return
@@ -47,6 +48,8 @@ class WorkerEvents:
             dispatcher.send(event_type, **fields)
             self._warned = False
         except Exception as exc:  # monitoring must never stop the work
+            if probe and isinstance(exc, dispatcher.connection.connection_errors):
+                raise  # the loop drops the connection and reconnects
             if not self._warned:
                 logger.warning("could not send %s event: %r", event_type, exc)
                 self._warned = True
@@ -82,7 +85,10 @@ class WorkerEvents:
         self._send("worker-online", **self.worker_fields())
 
     def heartbeat(self) -> None:
-        self._send("worker-heartbeat", **self.worker_fields())
+        """Send worker-heartbeat, the loop's probe of its connection: a connection error is
+        raised (the worker reconnects) where other events only log it. On Redis that is how a
+        broker gone silent is noticed: the publish times out (its socket_timeout)."""
+        self._send("worker-heartbeat", probe=True, **self.worker_fields())
 
     def offline(self) -> None:
         self._send("worker-offline", **self.worker_fields())
