@@ -17,11 +17,10 @@ from kombu.clocks import LamportClock
 from .. import sdnotify
 from ..events import HEARTBEAT_INTERVAL_S
 from ..protocol import utcnow
-from . import control, handoff, outcomes
+from . import control, handoff, outcomes, shutdown
 from .acks import BatchedAcks
 from .child import child_loop
 from .connection import (
-    bound_broker_waits,
     connect_with_retry,
     keep_heartbeats,
     preload_broker_modules,
@@ -236,7 +235,7 @@ class Worker:
         try:
             self._run_loop()
         finally:
-            self._shutdown()
+            shutdown.finish(self)
         return self.exit_code
 
     def _run_loop(self) -> None:
@@ -287,43 +286,7 @@ class Worker:
             return
         logger.warning("worker: Warm shutdown (MainProcess)%s", f" on {reason}" if reason else "")
         self.state = WARM
-        self._stop_consuming()
-
-    def _stop_consuming(self) -> None:
-        bound_broker_waits(self.connection)
-        for consumer in (self.task_consumer,):
-            if consumer is not None:
-                try:
-                    consumer.cancel()
-                except Exception as exc:
-                    logger.debug("consumer cancel failed: %r", exc)
-        waiting = handoff.take_back_all(self)
-        for held in list(self.reserved) + list(self.eta_held) + waiting:
-            held.reject(requeue=True)
-        self.reserved.clear()
-        self.eta_held.clear()
-
-    def _shutdown(self) -> None:
-        cold = self.exit_code != 0
-        if cold:
-            for held in self.active.values():
-                if held.acks_late:
-                    held.reject(requeue=True)
-            for held in self.queued.values():  # never acked: the next worker runs them
-                held.reject(requeue=True)
-            self._stop_consuming()
-        if self.pool is not None:
-            self.pool.stop(kill=cold)
-        if self.connection is not None:
-            if self.acks is not None:
-                try:
-                    self.acks.flush()
-                except Exception as exc:  # the broker redelivers what it did not hear about
-                    logger.warning("could not send the last acks: %r", exc)
-            self.events.offline()
-            with contextlib.suppress(Exception):  # a silent broker: bound_broker_waits
-                self.connection.release()
-        self.signals.uninstall()
+        shutdown.stop_consuming(self)
 
     # -- receiving ---------------------------------------------------------------------------
 

@@ -1,13 +1,21 @@
-"""Signals into actions: TERM/INT warm stop, QUIT or a second signal cold, HUP reopens logs."""
+"""Stopping a worker: signals into actions (TERM/INT warm stop, QUIT or a second signal cold,
+HUP reopens logs), giving back what it holds, and the last steps before it exits."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 from typing import TYPE_CHECKING, Any
 
+from . import handoff
+from .connection import bound_broker_waits
+
 if TYPE_CHECKING:
     from .consumer import Worker
+
+logger = logging.getLogger("tq.worker")
 
 
 class ShutdownSignals:
@@ -51,3 +59,44 @@ class ShutdownSignals:
             name = signal.Signals(signum).name
             cold = signum == signal.SIGQUIT or self.worker.state != RUNNING
             self.worker.request_stop(cold=cold, reason=name)
+
+
+def stop_consuming(worker: Worker) -> None:
+    """Take no more messages; give back the reserved, ETA-held and waiting ones, unrun."""
+    bound_broker_waits(worker.connection)
+    if worker.task_consumer is not None:
+        try:
+            worker.task_consumer.cancel()
+        except Exception as exc:
+            logger.debug("consumer cancel failed: %r", exc)
+    waiting = handoff.take_back_all(worker)
+    for held in list(worker.reserved) + list(worker.eta_held) + waiting:
+        held.reject(requeue=True)
+    worker.reserved.clear()
+    worker.eta_held.clear()
+
+
+def finish(worker: Worker) -> None:
+    """The last steps once the loop has ended: a cold stop gives back even the running tasks
+    that ack late; then the pool stops, the last acks and the offline event go out, and the
+    connection closes (each wait for a silent broker bounded, see bound_broker_waits)."""
+    cold = worker.exit_code != 0
+    if cold:
+        for held in worker.active.values():
+            if held.acks_late:
+                held.reject(requeue=True)
+        for held in worker.queued.values():  # never acked: the next worker runs them
+            held.reject(requeue=True)
+        stop_consuming(worker)
+    if worker.pool is not None:
+        worker.pool.stop(kill=cold)
+    if worker.connection is not None:
+        if worker.acks is not None:
+            try:
+                worker.acks.flush()
+            except Exception as exc:  # the broker redelivers what it did not hear about
+                logger.warning("could not send the last acks: %r", exc)
+        worker.events.offline()
+        with contextlib.suppress(Exception):
+            worker.connection.release()
+    worker.signals.uninstall()
