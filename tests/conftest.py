@@ -192,6 +192,14 @@ class WorkerProcess:
             time.sleep(0.05)
         raise AssertionError(f"{text!r} not in worker log after {timeout}s:\n{self.log()}")
 
+    def wait_for_reconnection(self, *, lost_within: float, back_within: float = 30.0) -> None:
+        """Wait until the worker logs a lost broker connection, then a second connect."""
+        self.wait_for_log("Connection to broker lost", timeout=lost_within)
+        deadline = time.monotonic() + back_within
+        while self.log().count("Connected to") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert self.log().count("Connected to") >= 2, self.log()
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         """Signal the worker and wait for it to exit; return its exit code."""
         if self.process.poll() is None:
