@@ -117,29 +117,30 @@ class ReadAheadTransport(TCPTransport):
         self._received = b""
         self._start = 0  # offset of the first byte not yet framed
 
-    def buffered_frame(self) -> tuple[int, int, bytes] | None:
-        """Cut the next complete frame out of the buffer, or return None (no system call)."""
-        received, start = self._received, self._start
-        if len(received) - start < FRAME_HEADER.size:
+    def _frame_size(self) -> int | None:
+        """Bytes of the next frame (header, payload, end octet), once its header is buffered."""
+        if len(self._received) - self._start < FRAME_HEADER.size:
             return None
-        frame_type, channel, size = FRAME_HEADER.unpack_from(received, start)
-        end = start + FRAME_HEADER.size + size
-        if len(received) <= end:
-            return None
-        if received[end] != FRAME_END:
-            self.connected = False
-            raise UnexpectedFrame(f"Received frame_end {received[end]:#04x} while expecting 0xce")
-        payload = received[start + FRAME_HEADER.size : end]
-        self._start = end + 1
-        return frame_type, channel, payload
+        payload = FRAME_HEADER.unpack_from(self._received, self._start)[2]
+        return FRAME_HEADER.size + payload + 1
 
     def has_buffered_frame(self) -> bool:
         """Whether a complete frame waits in the buffer."""
+        size = self._frame_size()
+        return size is not None and len(self._received) - self._start >= size
+
+    def buffered_frame(self) -> tuple[int, int, bytes] | None:
+        """Cut the next complete frame out of the buffer, or return None (no system call)."""
+        if not self.has_buffered_frame():
+            return None
         received, start = self._received, self._start
-        if len(received) - start < FRAME_HEADER.size:
-            return False
-        size = FRAME_HEADER.unpack_from(received, start)[2]
-        return len(received) > start + FRAME_HEADER.size + size
+        frame_type, channel, size = FRAME_HEADER.unpack_from(received, start)
+        end = start + FRAME_HEADER.size + size
+        if received[end] != FRAME_END:
+            self.connected = False
+            raise UnexpectedFrame(f"Received frame_end {received[end]:#04x} while expecting 0xce")
+        self._start = end + 1
+        return frame_type, channel, received[start + FRAME_HEADER.size : end]
 
     def read_frame(self, unpack: Any = None, *, now: bool = False) -> tuple[int, int, bytes]:
         """Return the next frame, reading the socket as needed (`now`: without waiting)."""
@@ -147,12 +148,7 @@ class ReadAheadTransport(TCPTransport):
             frame = self.buffered_frame()
             if frame is not None:
                 return frame
-            unframed = len(self._received) - self._start
-            needed = FRAME_HEADER.size
-            if unframed >= needed:
-                size = FRAME_HEADER.unpack_from(self._received, self._start)[2]
-                needed += size + 1
-            self._fill(needed, now=now)
+            self._fill(self._frame_size() or FRAME_HEADER.size, now=now)
 
     def _read(self, n: int, initial: bool = False, _errnos: Any = None) -> bytes:
         """Return exactly n bytes (py-amqp's reader, for any caller besides read_frame)."""
@@ -290,8 +286,10 @@ class Transport(pyamqp.Transport):
         self, connection: Any, timeout: Any = TimeoutError, error: Any = OSError, _unavail: Any = ()
     ) -> Any:
         """The event loop's reader: handle every complete frame buffered, then return."""
-        drain_events = connection.drain_events
         transport = connection.transport
+        if not isinstance(transport, ReadAheadTransport):
+            return super()._make_reader(connection)
+        drain_events = connection.drain_events
 
         def read(loop: Any) -> None:
             if not connection.connected:
@@ -307,6 +305,4 @@ class Transport(pyamqp.Transport):
                     return
                 raise
 
-        if not isinstance(transport, ReadAheadTransport):
-            return super()._make_reader(connection)
         return read
