@@ -377,6 +377,14 @@ def own_redis(tmp_path):
     server.stop()
 
 
+def fresh_python_output(code: str) -> list[str]:
+    """Run `code` in a new interpreter (nothing imported yet) and return its printed words."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    return result.stdout.split()
+
+
 def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05) -> bool:
     """Poll predicate until it holds or `timeout` seconds pass; return its last answer."""
     deadline = time.monotonic() + timeout

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import socket
 import struct
-import subprocess
-import sys
 import threading
 
 import pytest
 from amqp.exceptions import UnexpectedFrame
 
+from tests.conftest import fresh_python_output
 from tq.broker import make_connection
 from tq.config import Settings
 from tq.errors import ConfigError
@@ -113,10 +112,7 @@ def test_connecting_by_an_ascii_host_name_loads_no_idna_codec(tmp_path):
         "transport._connect('127.0.0.1', server.getsockname()[1], 5)\n"
         "print(transport.sock is not None, 'encodings.idna' in sys.modules)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert result.stdout.split() == ["True", "False"]
+    assert fresh_python_output(code) == ["True", "False"]
 
 
 def test_frames_assemble_into_methods_and_whole_messages():

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import platform
-import subprocess
 import sys
 
 import pytest
 
+from tests.conftest import fresh_python_output
 from tq.worker.banner import platform_text
 
 
@@ -24,10 +24,7 @@ def test_importing_tq_loads_no_digest_modules():
     code = (
         "import sys, tq, tq.worker.consumer; print(sorted({'hmac', 'hashlib'} & set(sys.modules)))"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert loaded.stdout.strip() == "[]"
+    assert fresh_python_output(code) == ["[]"]
 
 
 def test_preloading_a_redis_broker_warms_what_each_first_connection_would_do():
@@ -40,7 +37,4 @@ def test_preloading_a_redis_broker_warms_what_each_first_connection_would_do():
         "preload_broker_modules(App('t', broker='redis://127.0.0.1:6379/0'))\n"
         "print('encodings.idna' in sys.modules, redis_client_identity.cache_info().currsize)\n"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert loaded.stdout.split() == ["True", "1"]
+    assert fresh_python_output(code) == ["True", "1"]
