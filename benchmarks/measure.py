@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,6 +63,13 @@ class Figures:
     error: str | None = None
     #: Every timed round trip in order (ms): the JSON keeps them for a look at the tail.
     rtt_samples_ms: list[float] = field(default_factory=list)
+
+
+#: The Figures fields that are one number each, combined over rounds by their median.
+MEDIAN_FIELDS = (
+    "enqueue_per_s", "drain_per_s", "rtt_p50_ms", "rtt_p99_ms", "startup_s", "idle_rss_mb",
+    "idle_pss_mb", "group_enqueue_per_s",
+)  # fmt: skip
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -165,13 +173,13 @@ def measure_round_trips(system: SystemUnderTest, worker: WorkerProcess, count: i
     return samples
 
 
-def measure_startup(system: SystemUnderTest, *, run_dir: Path) -> float:
+def measure_startup(system: SystemUnderTest, *, run_dir: Path, label: str = "") -> float:
     """Send one no-op task, launch a node and time launch to that task run (seconds)."""
     already_run = system.counter.read()
     system.noop.delay()
     launched = time.perf_counter()
     with running_worker(
-        system.name, queue=system.queue, run_dir=run_dir, label=f"{system.name}-startup",
+        system.name, queue=system.queue, run_dir=run_dir, label=f"{system.name}{label}-startup",
         env=system.worker_env,
     ) as worker:  # fmt: skip
         seen = wait_until(
@@ -191,15 +199,21 @@ def measure_system(
     round_trips: int,
     run_dir: Path,
     report: Callable[[str], None],
+    group_enqueue: bool = True,
+    label: str = "",
 ) -> Figures:
-    """Run the measurements in order; on failure keep what was measured and the error."""
+    """Run the measurements in order; on failure keep what was measured and the error.
+
+    `group_enqueue` False leaves the group enqueue out (its tasks stay queued, so only a run's
+    last round takes it); `label` tells this round's worker logs apart.
+    """
     figures = Figures()
     try:
         report(f"enqueue {tasks:,} no-op tasks")
         figures.enqueue_per_s = measure_enqueue(system, tasks)
         report(f"enqueue: {figures.enqueue_per_s:,.0f} tasks/s; starting a node to drain them")
         with running_worker(
-            system.name, queue=system.queue, run_dir=run_dir, label=f"{system.name}-drain",
+            system.name, queue=system.queue, run_dir=run_dir, label=f"{system.name}{label}-drain",
             env=system.worker_env,
         ) as worker:  # fmt: skip
             figures.drain_per_s = measure_drain(system, worker, tasks + ENQUEUE_WARMUP_TASKS)
@@ -217,9 +231,9 @@ def measure_system(
             figures.idle_rss_mb, figures.idle_pss_mb = tree_memory_mb(worker.popen.pid)
             report(f"idle RSS {figures.idle_rss_mb:.0f} MB; stopping the node")
         report("start-up: one task queued, launching a fresh node")
-        figures.startup_s = measure_startup(system, run_dir=run_dir)
+        figures.startup_s = measure_startup(system, run_dir=run_dir, label=label)
         report(f"start-up: {figures.startup_s:.2f} s")
-        if system.name in GROUP_MODULES:
+        if group_enqueue and system.name in GROUP_MODULES:
             report(f"group enqueue: {tasks:,} no-op tasks in one group, no node running")
             figures.group_enqueue_per_s = measure_group_enqueue(system, tasks)
             report(f"group enqueue: {figures.group_enqueue_per_s:,.0f} tasks/s")
@@ -227,3 +241,17 @@ def measure_system(
         figures.error = f"{type(exc).__name__}: {exc}"
         report(f"[red]failed[/red]: {figures.error.splitlines()[0]}")
     return figures
+
+
+def combine_rounds(rounds: list[Figures]) -> Figures:
+    """Return one figure per metric: the median over the rounds that measured it.
+
+    A round that failed keeps its error in the result (with what it measured counted).
+    """
+    combined = Figures()
+    for name in MEDIAN_FIELDS:
+        values = [getattr(one, name) for one in rounds if getattr(one, name) is not None]
+        setattr(combined, name, statistics.median(values) if values else None)
+    combined.error = next((one.error for one in rounds if one.error), None)
+    combined.rtt_samples_ms = [sample for one in rounds for sample in one.rtt_samples_ms]
+    return combined

@@ -150,6 +150,28 @@ def print_report(
             console.print(system_figures.error, markup=False, highlight=False)
 
 
+def print_rounds(console: Console, rounds: dict[str, list[Figures]]) -> None:
+    """Print tq's ratio to each other system round by round, under the table of medians."""
+    tq_rounds = rounds.get("tq") or []
+    for name, measured in rounds.items():
+        if name == "tq" or not measured or not tq_rounds:
+            continue
+        parts = []
+        for field, label, _fmt, _higher in METRICS:
+            ratios = [
+                f"{getattr(ours, field) / getattr(theirs, field):.2f}"
+                for ours, theirs in zip(
+                    tq_rounds, measured, strict=False
+                )  # a failed system stops early
+                if getattr(ours, field) is not None and getattr(theirs, field)
+            ]
+            if len(ratios) > 1:
+                parts.append(f"{label.split(' (')[0]} {', '.join(ratios)}")
+        if parts:
+            label = f"tq/{name.capitalize()} by round (the table shows medians): "
+            console.print(label + "; ".join(parts))
+
+
 def write_json(
     path: Path,
     figures: dict[str, Figures | None],
@@ -159,8 +181,10 @@ def write_json(
     settings: dict[str, Any],
     machine: dict[str, Any],
     command: str,
+    rounds: dict[str, list[Figures]] | None = None,
 ) -> None:
-    """Write every figure, the settings, the machine and the command as JSON."""
+    """Write every figure (the medians, and each round's), the settings, the machine and the
+    command as JSON."""
     document = {
         "broker": broker,
         "server": server,
@@ -170,6 +194,9 @@ def write_json(
         "results": {
             name: asdict(system_figures) if system_figures else None
             for name, system_figures in figures.items()
+        },
+        "rounds": {
+            name: [asdict(one) for one in measured] for name, measured in (rounds or {}).items()
         },
     }
     path.write_text(json.dumps(document, indent=2) + "\n")

@@ -37,8 +37,8 @@ from brokers import (
     make_counter,
     run_queue_name,
 )
-from measure import Figures, SystemUnderTest, measure_system
-from report import command_line, machine_description, print_report, write_json
+from measure import Figures, SystemUnderTest, combine_rounds, measure_system
+from report import command_line, machine_description, print_report, print_rounds, write_json
 from workers import APPS_DIR
 
 DEFAULT_TASKS = 10_000
@@ -46,6 +46,10 @@ DEFAULT_ROUND_TRIPS = 300
 #: --quick: about 30 s per broker for both systems.
 QUICK_TASKS = 1_000
 QUICK_ROUND_TRIPS = 50
+#: Each figure is the median of this many rounds: on a shared two-core VM one drain can come
+#: out 30 % slower than the next, and a single sample per system decided the ratio.
+DEFAULT_ROUNDS = 3
+QUICK_ROUNDS = 1
 #: A 1-minute load average above this on 2 cores means something else competes for the CPU.
 BUSY_LOAD_AVERAGE = 0.5
 SYSTEMS = ("tq", "celery", "dramatiq")
@@ -70,6 +74,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rtt", type=int, help=f"timed sequential round trips (default {DEFAULT_ROUND_TRIPS})"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help=f"measure every system this many times, the figures being medians "
+        f"(default {DEFAULT_ROUNDS}, {QUICK_ROUNDS} with --quick)",
+    )
     parser.add_argument("--only", choices=SYSTEMS, help="measure one system only")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     args = parser.parse_args(argv)
@@ -77,8 +87,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.tasks = QUICK_TASKS if args.quick else DEFAULT_TASKS
     if args.rtt is None:
         args.rtt = QUICK_ROUND_TRIPS if args.quick else DEFAULT_ROUND_TRIPS
-    if args.tasks < 10 or args.rtt < 1:
-        parser.error("--tasks must be at least 10 and --rtt at least 1")
+    if args.rounds is None:
+        args.rounds = QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS
+    if args.tasks < 10 or args.rtt < 1 or args.rounds < 1:
+        parser.error("--tasks must be at least 10, --rtt and --rounds at least 1")
     return args
 
 
@@ -110,11 +122,12 @@ def configure_environment(profile: BrokerProfile, *, run_id: str, run_dir: Path)
 
 
 def load_system(
-    name: str, profile: BrokerProfile, *, run_id: str, run_dir: Path
+    name: str, profile: BrokerProfile, *, run_id: str, run_dir: Path, counter: str = ""
 ) -> SystemUnderTest:
-    """Import one system's benchmark app and give it a completion counter."""
+    """Import one system's benchmark app and give it a fresh completion counter (`counter`
+    names it; each round of a run counts from zero on its own)."""
     module = importlib.import_module(APP_MODULES[name])
-    counter = make_counter(profile, run_dir=run_dir, run_id=run_id, system=name)
+    completions = make_counter(profile, run_dir=run_dir, run_id=run_id, system=counter or name)
     # Dramatiq's actors have send(), not delay(): its app wraps them (add is None without a
     # result backend).
     dramatiq = name == "dramatiq"
@@ -123,8 +136,8 @@ def load_system(
         queue=run_queue_name(run_id, name),
         noop=module.noop_task if dramatiq else module.noop,
         add=module.add_task if dramatiq else module.add,
-        counter=counter,
-        worker_env={**os.environ, **counter.worker_env()},
+        counter=completions,
+        worker_env={**os.environ, **completions.worker_env()},
     )
 
 
@@ -165,33 +178,52 @@ def progress_printer(console: Console, label: str) -> Callable[[str], None]:
 def run_systems(
     names: list[str],
     profile: BrokerProfile,
-    figures: dict[str, Figures | None],
+    rounds: dict[str, list[Figures]],
     *,
     tasks: int,
     round_trips: int,
+    round_count: int,
     run_id: str,
     run_dir: Path,
     console: Console,
 ) -> None:
-    """Measure each system in turn into `figures`; always delete the run's queues after."""
+    """Measure every system once per round into `rounds`; always delete the run's queues after.
+
+    Each round starts with a different system, so a machine that grows busier or quieter during
+    the run does not always favour the same one. A system that fails sits out later rounds.
+    """
     systems: list[SystemUnderTest] = []
     try:
-        for name in names:
-            try:
-                system = load_system(name, profile, run_id=run_id, run_dir=run_dir)
-            except Exception as exc:
-                error = f"cannot load {name}'s app: {type(exc).__name__}: {exc}"
-                figures[name] = Figures(error=error)
-                console.print(f"  {LABELS[name]:<8} [red]failed[/red]: {error}")
-                continue
-            systems.append(system)
-            figures[name] = measure_system(
-                system,
-                tasks=tasks,
-                round_trips=round_trips,
-                run_dir=run_dir,
-                report=progress_printer(console, LABELS[name]),
-            )
+        for index in range(round_count):
+            shift = index % len(names)
+            label = f"-round{index + 1}" if round_count > 1 else ""
+            if round_count > 1:
+                console.print(f"[bold]round {index + 1} of {round_count}[/bold]")
+            for name in names[shift:] + names[:shift]:
+                if any(one.error for one in rounds[name]):
+                    continue
+                try:
+                    system = load_system(
+                        name, profile, run_id=run_id, run_dir=run_dir, counter=f"{name}{label}"
+                    )
+                except Exception as exc:
+                    error = f"cannot load {name}'s app: {type(exc).__name__}: {exc}"
+                    rounds[name].append(Figures(error=error))
+                    console.print(f"  {LABELS[name]:<8} [red]failed[/red]: {error}")
+                    continue
+                systems.append(system)
+                rounds[name].append(
+                    measure_system(
+                        system,
+                        tasks=tasks,
+                        round_trips=round_trips,
+                        run_dir=run_dir,
+                        report=progress_printer(console, LABELS[name]),
+                        # Its tasks stay queued (no node drains them): only the last round.
+                        group_enqueue=index == round_count - 1,
+                        label=label,
+                    )
+                )
     finally:
         for system in systems:
             system.counter.close()
@@ -243,11 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix=f"tq-{run_id}-"))
     configure_environment(profile, run_id=run_id, run_dir=run_dir)
     byte_compile_tq()
+    rounds_text = f", {args.rounds} rounds" if args.rounds > 1 else ""
     console.print(
-        f"[bold]{profile.name}[/bold] ({server}): {args.tasks:,} tasks, {args.rtt} round trips, "
-        f"queues {run_id}-*, logs in {run_dir}"
+        f"[bold]{profile.name}[/bold] ({server}): {args.tasks:,} tasks, {args.rtt} round trips"
+        f"{rounds_text}, queues {run_id}-*, logs in {run_dir}"
     )
-    figures: dict[str, Figures | None] = {name: None for name in SYSTEMS}
+    rounds: dict[str, list[Figures]] = {name: [] for name in names}
     machine = machine_description()
     if machine["load_average_1m"] > BUSY_LOAD_AVERAGE:
         console.print(
@@ -258,16 +291,19 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = False
     try:
         run_systems(
-            names, profile, figures, tasks=args.tasks, round_trips=args.rtt,
-            run_id=run_id, run_dir=run_dir, console=console,
+            names, profile, rounds, tasks=args.tasks, round_trips=args.rtt,
+            round_count=args.rounds, run_id=run_id, run_dir=run_dir, console=console,
         )  # fmt: skip
     except KeyboardInterrupt:
         # The workers were stopped and the queues deleted on the way out of run_systems.
         interrupted = True
         console.print("[yellow]interrupted[/yellow]: the figures below are partial")
     elapsed_s = time.perf_counter() - started
+    figures: dict[str, Figures | None] = {name: None for name in SYSTEMS}
+    for name, measured in rounds.items():
+        figures[name] = combine_rounds(measured) if measured else None
 
-    sizes = f"{args.tasks:,} tasks, {args.rtt} round trips, {elapsed_s:.0f} s"
+    sizes = f"{args.tasks:,} tasks, {args.rtt} round trips{rounds_text}, {elapsed_s:.0f} s"
     print_report(
         console,
         figures,
@@ -277,11 +313,16 @@ def main(argv: list[str] | None = None) -> int:
         machine=machine,
         command=command,
     )
+    if args.rounds > 1:
+        print_rounds(console, rounds)
     if args.json:
-        settings = {"tasks": args.tasks, "round_trips": args.rtt, "elapsed_s": round(elapsed_s, 1)}
+        settings = {
+            "tasks": args.tasks, "round_trips": args.rtt, "rounds": args.rounds,
+            "elapsed_s": round(elapsed_s, 1),
+        }  # fmt: skip
         write_json(
             args.json, figures, broker=profile.name, server=server, settings=settings,
-            machine=machine, command=command,
+            machine=machine, command=command, rounds=rounds,
         )  # fmt: skip
     failed = any(system_figures and system_figures.error for system_figures in figures.values())
     if failed:
