@@ -32,7 +32,7 @@ from .heartbeat import WorkerEvents
 from .limits import enforce_time_limits
 from .logs import reopen_log_files
 from .pool import Child, PreforkPool, make_pool
-from .request import Held, check_receive_config, receive, received_event_fields
+from .request import Held, receive, receive_rules, received_event_fields
 from .shutdown import ShutdownSignals
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class Worker:
         self.exit_code = 0
         self.queues = self._select_queues()
         self.accept = list(app.conf.accept_content)
-        check_receive_config(app)  # a bad signing key stops the worker before it consumes
+        self.receive_rules = receive_rules(app)  # a bad signing key stops it before it consumes
         self.reserved: deque[Held] = deque()
         self.eta_held: set[Held] = set()
         self.active: dict[int, Held] = {}
@@ -296,12 +296,16 @@ class Worker:
         if self.state != RUNNING:
             message.reject(requeue=True)
             return
-        held = receive(self.app, message, self.options.time_limit, self.options.soft_time_limit)
+        options = self.options
+        held = receive(
+            self.app, message, self.receive_rules, options.time_limit, options.soft_time_limit
+        )
         if held is None:
             return
         request = held.request
         logger.info("Task %s[%s] received", request.name, request.id)
-        self.events.task("task-received", **received_event_fields(request))
+        if self.events.task_events:
+            self.events.task("task-received", **received_event_fields(request))
         if self._discard_if_revoked(held):
             return
         if request.eta is not None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidTaskError
 from ..protocol import TaskRequest, parse_task_message, saferepr
-from ..signing import refusal_reason, signing_policy
+from ..signing import SigningPolicy, refusal_reason, signing_policy
 
 if TYPE_CHECKING:
     from ..app import App
@@ -58,9 +58,17 @@ class Held:
             logger.warning("could not reject %s[%s]: %r", self.request.name, self.request.id, exc)
 
 
-def check_receive_config(app: App) -> None:
-    """Refuse, before consuming, settings that receive() would trip over (a short signing key)."""
-    signing_policy(app.conf)
+@dataclass(frozen=True)
+class ReceiveRules:
+    """What every message is checked against, read from the settings once per worker."""
+
+    max_bytes: int
+    signing: SigningPolicy
+
+
+def receive_rules(app: App) -> ReceiveRules:
+    """Read the rules; a bad setting (a short signing key) raises before the worker consumes."""
+    return ReceiveRules(int(app.conf.worker_max_message_bytes or 0), signing_policy(app.conf))
 
 
 def _refuse(message: Any, level: int, text: str, *args: Any) -> None:
@@ -77,11 +85,15 @@ def _label(headers: Any) -> str:
 
 
 def receive(
-    app: App, message: Any, time_limit: float | None, soft_time_limit: float | None
+    app: App,
+    message: Any,
+    rules: ReceiveRules,
+    time_limit: float | None,
+    soft_time_limit: float | None,
 ) -> Held | None:
     """Parse a task message into a Held request; refuse what must not run, with one log line."""
     conf = app.conf
-    limit = conf.worker_max_message_bytes
+    limit = rules.max_bytes
     size = len(message.body or b"")
     if limit and size > limit:
         _refuse(
@@ -94,7 +106,7 @@ def receive(
         )
         return None
     reason = refusal_reason(
-        signing_policy(conf),
+        rules.signing,
         headers=message.headers,
         body=message.body,
         content_type=message.content_type,
