@@ -85,6 +85,9 @@ DEFAULTS: dict[str, Setting] = {
     "worker_max_memory_per_child": Setting(None),
     "worker_send_task_events": Setting(False),
     "worker_lost_wait": Setting(10.0),
+    # reject_on_worker_lost: times one node requeues a task whose pool process died running it,
+    # before it fails the task instead (0: requeue for ever, as Celery does).
+    "worker_lost_requeue_limit": Setting(3),
     "worker_log_format": Setting("[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"),
     "worker_hijack_root_logger": Setting(True),
     "worker_disable_remote_control": Setting(False),

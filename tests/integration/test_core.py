@@ -179,6 +179,20 @@ def test_acks_late_reject_on_worker_lost_redelivers(broker, start_worker, tasks)
     assert ledger_lines(broker).count("once") == 2
 
 
+def test_a_task_that_kills_its_pool_process_every_time_is_requeued_three_times_then_fails(
+    broker, start_worker, tasks
+):
+    worker = start_worker("-c", "1")
+    result = tasks.die_always.delay("poison")
+    with pytest.raises(WorkerLostError, match=r"Not requeued again: .* each of its 4 runs"):
+        result.get(timeout=30)
+    assert ledger_lines(broker).count("poison") == 4  # the first run and three requeues
+    assert tasks.add.delay(2, 3).get(timeout=10) == 5  # the node works on
+    log = worker.log()
+    assert "requeued (reject_on_worker_lost, 3 of 3)" in log
+    assert "requeued (reject_on_worker_lost, 4 of 3)" not in log
+
+
 def test_max_tasks_per_child_recycles_processes(broker, start_worker, tasks):
     start_worker("-c", "1", "--max-tasks-per-child", "1")
     pids = {tasks.pid.delay().get(timeout=10) for _ in range(3)}

@@ -116,6 +116,13 @@ def die_once(name):
     return attempts(name)
 
 
+@app.task(acks_late=True, reject_on_worker_lost=True)
+def die_always(name):
+    """A poison task: its pool process dies every time it runs."""
+    record(name)
+    os.kill(os.getpid(), 9)
+
+
 @app.task
 def routed_exact():
     return "hipri"

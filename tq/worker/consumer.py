@@ -95,6 +95,7 @@ class Worker:
         self._orphaned_channels: list[Any] = []
         self.last_busy = time.monotonic()
         self.processed: Counter[str] = Counter()
+        self.lost_runs = outcomes.LostRuns()
         self.started_at = time.time()
         self._next_job_id = 1
         self.signals = ShutdownSignals(self)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from .. import states
@@ -15,6 +16,25 @@ if TYPE_CHECKING:
     from .consumer import Worker
 
 logger = logging.getLogger("tq.worker")
+
+#: Task ids whose lost runs a node remembers (the most recent ones).
+LOST_RUNS_KEPT = 10_000
+
+
+class LostRuns:
+    """How many times a pool process died running each task, on this node."""
+
+    def __init__(self, keep: int = LOST_RUNS_KEPT) -> None:
+        self.keep = keep
+        self._counts: OrderedDict[str, int] = OrderedDict()
+
+    def add(self, task_id: str) -> int:
+        """Count one more lost run of the task; return its count."""
+        count = self._counts.pop(task_id, 0) + 1
+        self._counts[task_id] = count
+        if len(self._counts) > self.keep:
+            self._counts.popitem(last=False)
+        return count
 
 
 def finish(worker: Worker, held: Held, outcome: Outcome) -> None:
@@ -121,12 +141,25 @@ def fail_lost_job(worker: Worker, held: Held, exitcode: int | None) -> None:
         )
         error = WorkerLostError(f"Worker exited prematurely: {how} Job: {held.job_id}.")
         if held.acks_late and held.reject_on_worker_lost:
-            logger.error(
-                "Task %s[%s]: %s; requeued (reject_on_worker_lost)", request.name, request.id, error
+            lost = worker.lost_runs.add(request.id)
+            limit = worker.app.conf.worker_lost_requeue_limit
+            if not limit or lost <= limit:
+                logger.error(
+                    "Task %s[%s]: %s; requeued (reject_on_worker_lost, %s)",
+                    request.name,
+                    request.id,
+                    error,
+                    f"{lost} of {limit}" if limit else "no limit",
+                )
+                held.reject(requeue=True)
+                worker.events.task("task-rejected", uuid=request.id, requeue=True)
+                return
+            # A poison task (it kills its process every time) must not loop for ever.
+            error = WorkerLostError(
+                f"Worker exited prematurely: {how} Job: {held.job_id}. Not requeued again: its "
+                f"pool process died in each of its {lost} runs on this node "
+                f"(worker_lost_requeue_limit={limit})."
             )
-            held.reject(requeue=True)
-            worker.events.task("task-rejected", uuid=request.id, requeue=True)
-            return
         logger.error("Task %s[%s] raised unexpected: %r", request.name, request.id, error)
     store(worker.app, request, error, states.FAILURE, None, worker.hostname)
     worker.events.task("task-failed", uuid=request.id, exception=repr(error), traceback=None)
