@@ -61,6 +61,14 @@ def sleep_then(seconds, value=None):
     return value
 
 
+@app.task(acks_late=True)
+def late_sleep(name, seconds):
+    """acks_late: its message stays unacked in the broker while it runs."""
+    record(name)
+    time.sleep(seconds)
+    return attempts(name)
+
+
 @app.task
 def pid():
     return os.getpid()

@@ -9,17 +9,24 @@ redis_channel for what it does differently and why. It needs Redis 6 or later (R
 an ACL refuses ``CLIENT TRACKING``, idle consumers poll every 50 ms instead); older servers:
 ``broker_redis_transport="kombu"``.
 
-Transport options are kombu's, plus ``binding_cache_ttl`` (seconds a direct exchange's
-bindings are reused before reading them again; 0 reads them on every publish).
+Transport options are kombu's (``visibility_timeout`` also sets how often a worker renews the
+claims of the messages it holds: every quarter of it), plus ``binding_cache_ttl`` (seconds a
+direct exchange's bindings are reused before reading them again; 0 reads them on every publish).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
 
 from .redis_channel import Channel
+
+logger = logging.getLogger("tq.transports.redis")
+
+#: Held messages are marked as claimed again this often, as a share of the visibility timeout.
+LEASE_RENEWALS_PER_TIMEOUT = 4
 
 
 class Poller(kombu_redis.MultiChannelPoller):
@@ -70,12 +77,31 @@ class Transport(kombu_redis.Transport):
         self.cycle = Poller()
         self._loop: Any = None
         self._ticker: Any = None
+        self._renewer: Any = None
 
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
-        """Consume under a kombu Hub; from now on acks are written once per loop iteration."""
+        """Consume under a kombu Hub: acks are written once per loop iteration from now on, and
+        the leases of held messages are renewed (redis_qos)."""
         self.hub_driven = True
         self._loop = loop
         super().register_with_event_loop(connection, loop)
+        timeout = connection.client.transport_options.get(
+            "visibility_timeout", Channel.visibility_timeout
+        )
+        self._renewer = loop.call_repeatedly(
+            float(timeout) / LEASE_RENEWALS_PER_TIMEOUT, self.renew_leases
+        )
+
+    def renew_leases(self) -> None:
+        """Renew the leases of every tq channel's held messages (see redis_qos)."""
+        for channel in list(self.cycle._channels):
+            if not isinstance(channel, Channel) or channel.closed:
+                continue
+            try:
+                channel.qos.renew_leases()
+            except Exception as exc:  # never the loop's end: the next renewal tries again
+                # A lost Redis is noticed by the worker-heartbeat probe, which reconnects.
+                logger.warning("could not renew the claims of held messages: %r", exc)
 
     def keep_ticking(self, interval_s: float) -> None:
         """Make the hub loop come round at least every interval_s (for consumers that poll)."""
@@ -84,9 +110,10 @@ class Transport(kombu_redis.Transport):
 
     def close_connection(self, connection: Any) -> None:
         """Close channels (their pending acks are written first)."""
-        if self._ticker is not None:
-            self._ticker.cancel()
-            self._ticker = None
+        for timer in (self._ticker, self._renewer):
+            if timer is not None:
+                timer.cancel()
+        self._ticker = self._renewer = None
         super().close_connection(connection)
         self.hub_driven = False
 

@@ -6,6 +6,12 @@ next script call, sent with the hub loop's next tick; without a hub it is writte
 Restores keep kombu's semantics (``restore_by_tag``), except that a restore which cannot
 reach Redis leaves the messages held, so that the worker can restore them once it has
 reconnected instead of leaving them to the visibility timeout.
+
+Leases: every consumer restores the unacked messages claimed more than ``visibility_timeout``
+ago, taking them to be a dead consumer's. kombu never updates a claim's time, so a task that
+runs (or an ETA that waits) longer than that ran twice. Under a hub, tq's channel marks the
+messages it holds as claimed again every quarter of the timeout (``renew_leases``): only a
+consumer that stopped (died, or hung) leaves its messages to be restored.
 """
 
 from __future__ import annotations
@@ -45,6 +51,17 @@ class QoS(kombu_redis.QoS):
         else:
             self.channel.forget([delivery_tag])
         virtual.QoS.ack(self, delivery_tag)
+
+    def renew_leases(self) -> int:
+        """Mark every message held here as claimed now (only those still unacked in Redis)."""
+        tags = list(self._delivered)
+        if not tags:
+            return 0
+        score = float(self.channel._next_score())
+        with self.channel.conn_or_acquire() as client:
+            # XX: a message acked meanwhile (or restored by another consumer) is not added back.
+            client.zadd(self.channel.unacked_index_key, dict.fromkeys(tags, score), xx=True)
+        return len(tags)
 
     def restore_unacked(self, client: Any = None) -> None:
         """Write pending acks, give back a claim whose reply was lost, requeue the rest."""
