@@ -6,13 +6,15 @@ query string), as in tq's result backend URL: ``sqlite:///abs/path/broker.db`` a
 ``sqlite://relative/path.db`` is relative to the working directory; ``~`` is expanded.
 
 Transport options: ``polling_interval`` (longest idle sleep between polls, s),
-``visibility_timeout`` (s after delivery an unacked message is handed out again even if its
-holder lives), ``orphan_check_interval`` (s between checks for unacked messages whose holder
+``visibility_timeout`` (s after delivery, or after its holder last renewed it, an unacked
+message is handed out again even if its holder lives; a worker renews its messages every
+quarter of it), ``orphan_check_interval`` (s between checks for unacked messages whose holder
 process died), ``busy_timeout`` (s to wait for another process's write lock).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -28,10 +30,14 @@ from .hub_poller import MIN_POLL_BACKOFF_S, HubPoller
 from .sqlite_channel import CLAIM_COALESCE_S, Channel
 from .sqlite_store import DEFAULT_BUSY_TIMEOUT_S, BrokerStore, Holder
 
+logger = logging.getLogger("tq.transports.sqlite")
+
 #: Longest sleep between polls of an idle consumer (transport option polling_interval).
 DEFAULT_POLLING_INTERVAL_S = 0.05
-#: An unacked message is redelivered this long after delivery even if its holder lives.
+#: An unacked message is redelivered this long after delivery, or after its holder last renewed
+#: it (a consumer under a hub renews every quarter of it), even if its holder lives.
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0
+LEASE_RENEWALS_PER_TIMEOUT = 4
 #: How often a polling process looks for unacked messages of dead processes.
 DEFAULT_ORPHAN_CHECK_INTERVAL_S = 1.0
 #: Two create times closer than this are the same process (psutil rounds to clock ticks).
@@ -104,6 +110,7 @@ class Transport(virtual.Transport):
         self._holder: Holder | None = None
         self._next_orphan_check = 0.0
         self._hub_poller: HubPoller | None = None
+        self._renewer: Any = None
         self._idle_backoff_s = MIN_POLL_BACKOFF_S
 
     @property
@@ -138,6 +145,9 @@ class Transport(virtual.Transport):
         if self._hub_poller is not None:
             self._hub_poller.close()
             self._hub_poller = None
+        if self._renewer is not None:
+            self._renewer.cancel()
+            self._renewer = None
         super().close_connection(connection)
         if self._store is not None:
             self._store.close()
@@ -211,10 +221,22 @@ class Transport(virtual.Transport):
             self._idle_backoff_s = min(backoff_s * 2, self.polling_interval)
 
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
-        """Consume under a kombu Hub: see HubPoller."""
+        """Consume under a kombu Hub (see HubPoller), renewing the messages this process holds
+        every quarter of the visibility timeout: only a holder that died or hung loses them."""
         if self._hub_poller is not None:
             self._hub_poller.close()
         self._hub_poller = HubPoller(self, loop)
+        if self._renewer is not None:
+            self._renewer.cancel()
+        interval_s = self.visibility_timeout_s / LEASE_RENEWALS_PER_TIMEOUT
+        self._renewer = loop.call_repeatedly(interval_s, self.renew_claims)
+
+    def renew_claims(self) -> None:
+        """Restart the visibility timeout of every message this process holds."""
+        try:
+            self.store.renew(self.holder, time.time())
+        except self.connection_errors as exc:  # the next renewal tries again
+            logger.warning("could not renew the claims of held messages: %r", exc)
 
     def on_capacity_freed(self) -> None:
         """Wake the hub poller if it stopped because prefetch was full."""

@@ -325,6 +325,19 @@ class BrokerStore:
                 ]
             return _move_back(db, list(dict.fromkeys(tags)))
 
+    def renew(self, holder: Holder, now: float) -> int:
+        """Shift the delivery times of holder's messages so that the oldest is now (in order)."""
+        pid, started = holder
+        with self._transaction() as db:
+            where = "WHERE holder_pid = ? AND holder_started = ?"
+            (oldest,) = db.execute(f"SELECT MIN(delivered_at) FROM unacked {where}", holder)
+            if oldest[0] is None or oldest[0] >= now:
+                return 0
+            shift = (now - oldest[0], pid, started)
+            return db.execute(
+                f"UPDATE unacked SET delivered_at = delivered_at + ? {where}", shift
+            ).rowcount
+
     def size(self, queue: str) -> int:
         """Return the number of ready (not unacked) messages in queue."""
         return self._read("SELECT COUNT(*) FROM messages WHERE queue = ?", (queue,))[0][0]

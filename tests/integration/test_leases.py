@@ -1,8 +1,9 @@
-"""tq's Redis transport renews the claims of the messages a live worker holds.
+"""A worker renews the claims of the messages it holds, on Redis and on the embedded broker.
 
 Every consumer on a Redis broker (Celery's too) requeues the unacked messages claimed more than
-visibility_timeout ago, taking them to be a dead consumer's. Without renewal an acks_late task
-running longer than that (or an ETA task waiting longer) runs twice.
+visibility_timeout ago, taking them to be a dead consumer's; the embedded broker does the same
+(besides requeueing a dead holder's at once). Without renewal an acks_late task running longer
+than that (or an ETA task waiting longer) runs twice.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 import pytest
 from kombu import Connection
 
-from tests.conftest import ledger_lines, reset_test_app
+from tests.conftest import ledger_lines, make_broker_env, reset_test_app
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -62,3 +63,16 @@ def test_a_task_running_past_the_visibility_timeout_is_not_handed_out_again(
     assert result.get(timeout=20) == 1
     time.sleep(1.0)  # a second copy, if one had been requeued, would have started by now
     assert ledger_lines(own_database).count("long") == 1
+
+
+def test_an_embedded_broker_task_running_past_the_visibility_timeout_runs_once(
+    tmp_path, monkeypatch, start_worker, tasks
+):
+    broker = make_broker_env("embedded", tmp_path, monkeypatch)
+    # The worker's own sweep (every 0.2 s here) would requeue its running task's message.
+    options = {"visibility_timeout": VISIBILITY_TIMEOUT_S, "orphan_check_interval": 0.2}
+    start_worker("-c", "2", env={"TQ_TEST_TRANSPORT_OPTIONS": json.dumps(options)})
+    result = tasks.late_sleep.delay("long", 3.0)
+    assert result.get(timeout=20) == 1
+    time.sleep(1.0)  # a second copy, if one had been requeued, would have started by now
+    assert ledger_lines(broker).count("long") == 1
