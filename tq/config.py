@@ -88,6 +88,9 @@ DEFAULTS: dict[str, Setting] = {
     # reject_on_worker_lost: times one node requeues a task whose pool process died running it,
     # before it fails the task instead (0: requeue for ever, as Celery does).
     "worker_lost_requeue_limit": Setting(3),
+    # On RabbitMQ: seconds a worker holds an ETA task before it hands it back to its queue
+    # (tq.worker.eta), under RabbitMQ's consumer_timeout (30 min); 0: hold until due.
+    "worker_eta_republish_after": Setting(900.0),
     "worker_log_format": Setting("[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"),
     "worker_hijack_root_logger": Setting(True),
     "worker_disable_remote_control": Setting(False),

@@ -17,3 +17,5 @@ app.conf.update(
     worker_allow_destructive_control=os.environ.get("TQ_TEST_DESTRUCTIVE", "1") == "1",
     broker_transport_options=json.loads(os.environ.get("TQ_TEST_TRANSPORT_OPTIONS", "{}")),
 )
+# Any other setting a test needs for its worker, as JSON.
+app.conf.update(json.loads(os.environ.get("TQ_TEST_CONF", "{}")))

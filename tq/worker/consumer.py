@@ -17,7 +17,7 @@ from kombu.clocks import LamportClock
 from .. import sdnotify
 from ..events import HEARTBEAT_INTERVAL_S
 from ..protocol import utcnow
-from . import control, handoff, outcomes, shutdown
+from . import control, eta, handoff, outcomes, shutdown
 from .acks import BatchedAcks
 from .child import child_loop
 from .connection import (
@@ -304,31 +304,24 @@ class Worker:
         if held is None:
             return
         request = held.request
-        logger.info("Task %s[%s] received", request.name, request.id)
-        if self.events.task_events:
-            self.events.task("task-received", **received_event_fields(request))
-        if self._discard_if_revoked(held):
+        if eta.is_handed_back(request.headers):  # received and announced once already
+            logger.debug("Task %s[%s] received again (ETA)", request.name, request.id)
+        else:
+            logger.info("Task %s[%s] received", request.name, request.id)
+            if self.events.task_events:
+                self.events.task("task-received", **received_event_fields(request))
+        if self.drop_if_revoked(held):
             return
         if request.eta is not None:
             delay = (request.eta - utcnow()).total_seconds()
             if delay > 0:
-                self.eta_held.add(held)
-                self.update_qos()
-                self.hub.call_later(delay, self._eta_due, held)
+                eta.hold(self, held, delay)
                 return
         self.reserved.append(held)
         self.dispatch()
 
-    def _eta_due(self, held: Held) -> None:
-        if held not in self.eta_held:
-            return
-        self.eta_held.discard(held)
-        self.update_qos()
-        if not self._discard_if_revoked(held):
-            self.reserved.append(held)
-            self.dispatch()
-
-    def _discard_if_revoked(self, held: Held) -> bool:
+    def drop_if_revoked(self, held: Held) -> bool:
+        """Drop a request revoked or expired (stored, acked, announced); say whether it was."""
         request = held.request
         if request.id in self.revoked_ids:
             outcomes.discard_revoked(self, held, "revoked")
@@ -356,7 +349,7 @@ class Worker:
             if child is None:
                 break
             held = self.reserved.popleft()
-            if self._discard_if_revoked(held):
+            if self.drop_if_revoked(held):
                 continue
             bucket = self.rate_buckets.get(held.request.name)
             if bucket is not None and not bucket.can_consume(1):
