@@ -327,16 +327,14 @@ class BrokerStore:
 
     def renew(self, holder: Holder, now: float) -> int:
         """Shift the delivery times of holder's messages so that the oldest is now (in order)."""
-        pid, started = holder
+        where = "WHERE holder_pid = ? AND holder_started = ?"
         with self._transaction() as db:
-            where = "WHERE holder_pid = ? AND holder_started = ?"
-            (oldest,) = db.execute(f"SELECT MIN(delivered_at) FROM unacked {where}", holder)
-            if oldest[0] is None or oldest[0] >= now:
+            row = db.execute(f"SELECT MIN(delivered_at) FROM unacked {where}", holder).fetchone()
+            if row[0] is None or row[0] >= now:
                 return 0
-            shift = (now - oldest[0], pid, started)
-            return db.execute(
-                f"UPDATE unacked SET delivered_at = delivered_at + ? {where}", shift
-            ).rowcount
+            shift = (now - row[0], *holder)
+            sql = f"UPDATE unacked SET delivered_at = delivered_at + ? {where}"
+            return db.execute(sql, shift).rowcount
 
     def size(self, queue: str) -> int:
         """Return the number of ready (not unacked) messages in queue."""
