@@ -233,6 +233,7 @@ class FreezableProxy:
         self.port = self.server.getsockname()[1]
         self.frozen: list[socket.socket] = []
         self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.freeze_new = False
         self.stopped = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -247,6 +248,8 @@ class FreezableProxy:
                 return  # closed
             upstream = socket.create_connection(self.target, timeout=5)
             self.pairs.append((client, upstream))
+            if self.freeze_new:
+                self.frozen += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
@@ -268,8 +271,10 @@ class FreezableProxy:
                 return
             sink.sendall(data)
 
-    def freeze(self) -> None:
-        """Silence every connection open now (new ones still pass)."""
+    def freeze(self, *, new_connections: bool = False) -> None:
+        """Silence every connection open now; new ones pass unless new_connections (then the
+        broker's host seems gone altogether)."""
+        self.freeze_new = new_connections
         for client, upstream in self.pairs:
             self.frozen += [client, upstream]
 

@@ -32,6 +32,31 @@ LEASE_RENEWALS_PER_TIMEOUT = 4
 class Poller(kombu_redis.MultiChannelPoller):
     """kombu's poller, aware that an idle tq channel waits for pushes, not for a BRPOP reply."""
 
+    #: Set by Transport.abandon: Redis does not answer, so the periodic checks would only wait.
+    abandoned = False
+
+    # kombu's periodic work on the hub, each a Redis command that would wait socket_timeout.
+
+    def maybe_restore_messages(self) -> Any:
+        """Requeue expired claims, unless abandoned."""
+        return None if self.abandoned else super().maybe_restore_messages()
+
+    def maybe_refresh_binding_expiry(self) -> Any:
+        """Refresh the bindings' expiry, unless abandoned."""
+        return None if self.abandoned else super().maybe_refresh_binding_expiry()
+
+    def maybe_check_subclient_health(self) -> Any:
+        """Ping the subscriber connections, unless abandoned."""
+        return None if self.abandoned else super().maybe_check_subclient_health()
+
+    def maybe_check_brpop_health(self) -> Any:
+        """Check the consuming connection, unless abandoned."""
+        return None if self.abandoned else super().maybe_check_brpop_health()
+
+    def maybe_reauth(self) -> Any:
+        """Renew credentials, unless abandoned."""
+        return None if self.abandoned else super().maybe_reauth()
+
     def on_poll_start(self) -> None:
         """Register consumers as kombu does, and give waiting acks a call of their own."""
         super().on_poll_start()
@@ -91,6 +116,18 @@ class Transport(kombu_redis.Transport):
         self._renewer = loop.call_repeatedly(
             float(timeout) / LEASE_RENEWALS_PER_TIMEOUT, self.renew_leases
         )
+
+    def abandon(self) -> None:
+        """Redis stopped answering: do nothing more that waits for it (periodic restores and
+        health checks, lease renewals, the restore when a channel closes). The messages this
+        connection holds stay unacked in Redis for other workers to requeue."""
+        self.cycle.abandoned = True
+        if self._renewer is not None:
+            self._renewer.cancel()
+            self._renewer = None
+        channels: list[Any] = list(self.channels or ())
+        for channel in channels:
+            channel.do_restore = False
 
     def renew_leases(self) -> None:
         """Renew the leases of every tq channel's held messages (see redis_qos)."""

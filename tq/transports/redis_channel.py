@@ -93,6 +93,20 @@ class Channel(RoutingChannel):
             params["protocol"] = 3
         return params
 
+    def answers(self, timeout_s: float) -> bool:
+        """Whether Redis answers a PING within timeout_s, on a connection of its own."""
+        import redis
+
+        params = dict(self._connparams(), socket_timeout=timeout_s)
+        params["socket_connect_timeout"] = timeout_s
+        pool = redis.ConnectionPool(**params)
+        try:
+            return bool(redis.Redis(connection_pool=pool).ping())
+        except (*self.connection_errors, OSError):
+            return False
+        finally:
+            pool.disconnect()
+
     # -- claiming ----------------------------------------------------------------------------
 
     def _next_score(self) -> str:

@@ -96,6 +96,7 @@ class Worker:
         self.last_busy = time.monotonic()
         self.processed: Counter[str] = Counter()
         self.lost_runs = outcomes.LostRuns()
+        self.broker_silent = False  # found at shutdown (shutdown.broker_silent)
         self.started_at = time.time()
         self._next_job_id = 1
         self.signals = ShutdownSignals(self)

@@ -10,7 +10,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from . import handoff
-from .connection import bound_broker_waits
+from .connection import SHUTDOWN_BROKER_WAIT_S, bound_broker_waits
 
 if TYPE_CHECKING:
     from .consumer import Worker
@@ -64,33 +64,71 @@ class ShutdownSignals:
 def stop_consuming(worker: Worker) -> None:
     """Take no more messages; give back the reserved, ETA-held and waiting ones, unrun."""
     bound_broker_waits(worker.connection)
-    if worker.task_consumer is not None:
+    worker.broker_silent = broker_silent(worker)
+    if worker.task_consumer is not None and not worker.broker_silent:
         try:
             worker.task_consumer.cancel()
         except Exception as exc:
             logger.debug("consumer cancel failed: %r", exc)
     waiting = handoff.take_back_all(worker)
-    for held in list(worker.reserved) + list(worker.eta_held) + waiting:
-        held.reject(requeue=True)
+    unrun = list(worker.reserved) + list(worker.eta_held) + waiting
+    if worker.broker_silent:
+        # Each give-back would wait socket_timeout for nothing; Redis keeps them as unacked,
+        # and workers requeue them once this one's claims are older than visibility_timeout.
+        # No more events either (a heartbeat would wait too), nor the transport's periodic
+        # checks, nor a restore when kombu's finalizers close the channel at exit.
+        worker.events.disconnect()
+        abandon = getattr(getattr(worker.connection, "transport", None), "abandon", None)
+        if abandon is not None:
+            abandon()
+        logger.warning(
+            "The broker does not answer: %d message(s) this node holds stay unacked, and go back "
+            "to their queue after visibility_timeout",
+            len(unrun),
+        )
+    else:
+        for held in unrun:
+            held.reject(requeue=True)
     worker.reserved.clear()
     worker.eta_held.clear()
+
+
+def broker_silent(worker: Worker) -> bool:
+    """Whether a Redis broker fails to answer a PING within SHUTDOWN_BROKER_WAIT_S.
+
+    Stopping talks to the broker once per message given back and for the last acks, the offline
+    event and the restore on close, each waiting up to socket_timeout (10 s) on a Redis gone
+    silent: a minute or more. AMQP sockets are bounded instead (bound_broker_waits).
+    """
+    consumer = worker.task_consumer
+    answers = getattr(consumer.channel, "answers", None) if consumer is not None else None
+    if answers is None:
+        return False
+    try:
+        return not answers(SHUTDOWN_BROKER_WAIT_S)
+    except Exception:  # noqa: BLE001 - a broker that cannot even be asked does not answer
+        return True
 
 
 def finish(worker: Worker) -> None:
     """The last steps once the loop has ended: a cold stop gives back even the running tasks
     that ack late; then the pool stops, the last acks and the offline event go out, and the
-    connection closes (each wait for a silent broker bounded, see bound_broker_waits)."""
+    connection closes (each wait for a silent broker bounded: bound_broker_waits, and on Redis
+    broker_silent)."""
     cold = worker.exit_code != 0
     if cold:
-        for held in worker.active.values():
-            if held.acks_late:
-                held.reject(requeue=True)
-        for held in worker.queued.values():  # never acked: the next worker runs them
-            held.reject(requeue=True)
         stop_consuming(worker)
+        if not worker.broker_silent:
+            for held in worker.active.values():
+                if held.acks_late:
+                    held.reject(requeue=True)
+            for held in worker.queued.values():  # never acked: the next worker runs them
+                held.reject(requeue=True)
     if worker.pool is not None:
         worker.pool.stop(kill=cold)
-    if worker.connection is not None:
+    if worker.broker_silent:
+        pass  # no acks, event or close that would wait in vain: exiting closes the sockets
+    elif worker.connection is not None:
         if worker.acks is not None:
             try:
                 worker.acks.flush()
