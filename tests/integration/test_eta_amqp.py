@@ -26,13 +26,14 @@ def test_a_far_eta_task_goes_back_to_its_queue_in_turns_and_runs_once_when_due(
     conf = json.dumps({"worker_eta_republish_after": 0.5})
     worker = start_worker("-c", "1", "-l", "debug", env={"TQ_TEST_CONF": conf})
     sent = time.monotonic()
-    result = tasks.recorded.apply_async(("eta",), countdown=3)
+    result = tasks.recorded.apply_async(("eta",), countdown=4)
     assert result.get(timeout=30) == 1
-    assert time.monotonic() - sent >= 2.8  # not before it was due (less a clock tick)
+    assert time.monotonic() - sent >= 3.8  # not before it was due (less a clock tick)
     time.sleep(1.0)  # a second copy, had one been left behind, would have run by now
     assert ledger_lines(amqp_broker).count("eta") == 1
     log = worker.log()
-    assert log.count("handed back to queue") >= 3
+    # Every 0.5 s until under 0.5 s remain: about seven, fewer when the machine is busy.
+    assert log.count("handed back to queue") >= 2
     assert log.count(f"Task tqtest.tasks.recorded[{result.id}] received\n") == 1  # once at INFO
 
 
