@@ -126,6 +126,26 @@ def reset_test_app() -> None:
     reset_app_clients(app)
 
 
+@contextlib.contextmanager
+def own_redis_database(monkeypatch: pytest.MonkeyPatch, number: int):
+    """Point this process's broker at Redis database `number`, which only the calling test uses
+    (restoring expired claims, or a broker gone silent, leaves claims behind in a database);
+    empty it afterwards. Yields its URL."""
+    import redis
+
+    url = f"redis://127.0.0.1:6379/{number}"
+    monkeypatch.setenv("TQ_BROKER_URL", url)
+    reset_test_app()
+    try:
+        yield url
+    finally:
+        client = redis.Redis.from_url(url)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+
+
 def reset_app_clients(app) -> None:
     """Close an app's backend and publisher and forget them: the next use reads the env."""
     for client in (app._backend, app._publisher):

@@ -15,30 +15,20 @@ import time
 import pytest
 from kombu import Connection
 
-from tests.conftest import ledger_lines, make_broker_env, reset_test_app
+from tests.conftest import ledger_lines, make_broker_env, own_redis_database
 
 pytestmark = pytest.mark.timeout(120)
 
 VISIBILITY_TIMEOUT_S = 1.0
 #: A Redis database of this test's own: the restore below requeues every claim older than the
 #: timeout in its database, and other tests (running in parallel) hold claims in theirs.
-BROKER_URL = "redis://127.0.0.1:6379/13"
+DATABASE = 13
 
 
 @pytest.fixture
 def own_database(redis_broker, monkeypatch):
-    import redis
-
-    monkeypatch.setenv("TQ_BROKER_URL", BROKER_URL)
-    reset_test_app()
-    yield redis_broker
-    client = redis.Redis.from_url(BROKER_URL)
-    try:
-        doomed = list(client.scan_iter(match=f"*{redis_broker.queue}*", count=1000))
-        if doomed:
-            client.delete(*doomed)
-    finally:
-        client.close()
+    with own_redis_database(monkeypatch, DATABASE):
+        yield redis_broker
 
 
 def restore_expired_claims() -> None:
@@ -53,7 +43,7 @@ def test_a_task_running_past_the_visibility_timeout_is_not_handed_out_again(
 ):
     options = json.dumps({"visibility_timeout": VISIBILITY_TIMEOUT_S})
     # Two pool processes: one runs the task, the other would run a second copy of it.
-    start_worker("-c", "2", env={"TQ_BROKER_URL": BROKER_URL, "TQ_TEST_TRANSPORT_OPTIONS": options})
+    start_worker("-c", "2", env={"TQ_TEST_TRANSPORT_OPTIONS": options})
     result = tasks.late_sleep.delay("long", 4.0)
     deadline = time.monotonic() + 20
     while "long" not in ledger_lines(own_database) and time.monotonic() < deadline:
