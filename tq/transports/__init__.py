@@ -23,6 +23,9 @@ REDIS_SCHEMES = ("redis", "rediss")
 TQ_AMQP_TRANSPORT = "tq.transports.amqp:Transport"
 #: Broker URL schemes tq's AMQP transport serves (amqps:// too: TLS keeps py-amqp's reads).
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+#: A worker on tq's Redis or embedded transport marks the messages it holds as claimed again
+#: this many times per visibility timeout, so that only a dead or hung one's come back.
+LEASE_RENEWALS_PER_TIMEOUT = 4
 #: Values of the broker_redis_transport and broker_amqp_transport settings.
 TRANSPORT_CHOICES = ("tq", "kombu")
 #: The scheme a URL shows for each of tq's transports (kombu would show the class path).

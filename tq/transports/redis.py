@@ -21,12 +21,10 @@ from typing import Any
 
 from kombu.transport import redis as kombu_redis
 
+from . import LEASE_RENEWALS_PER_TIMEOUT
 from .redis_channel import Channel
 
 logger = logging.getLogger("tq.transports.redis")
-
-#: Held messages are marked as claimed again this often, as a share of the visibility timeout.
-LEASE_RENEWALS_PER_TIMEOUT = 4
 
 
 class Poller(kombu_redis.MultiChannelPoller):

@@ -26,6 +26,7 @@ import psutil
 from kombu.transport import virtual
 
 from ..errors import DataDirError
+from . import LEASE_RENEWALS_PER_TIMEOUT
 from .hub_poller import MIN_POLL_BACKOFF_S, HubPoller
 from .sqlite_channel import CLAIM_COALESCE_S, Channel
 from .sqlite_store import DEFAULT_BUSY_TIMEOUT_S, BrokerStore, Holder
@@ -37,7 +38,6 @@ DEFAULT_POLLING_INTERVAL_S = 0.05
 #: An unacked message is redelivered this long after delivery, or after its holder last renewed
 #: it (a consumer under a hub renews every quarter of it), even if its holder lives.
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0
-LEASE_RENEWALS_PER_TIMEOUT = 4
 #: How often a polling process looks for unacked messages of dead processes.
 DEFAULT_ORPHAN_CHECK_INTERVAL_S = 1.0
 #: Two create times closer than this are the same process (psutil rounds to clock ticks).
