@@ -15,14 +15,17 @@ import time
 
 import pytest
 
-from tests.conftest import ledger_lines
+from tests.conftest import ledger_lines, reset_test_app
 
 pytestmark = pytest.mark.timeout(90)
 
 
 def test_a_far_eta_task_goes_back_to_its_queue_in_turns_and_runs_once_when_due(
-    amqp_broker, start_worker, tasks
+    amqp_broker, start_worker, tasks, monkeypatch
 ):
+    # Signed messages: the worker refuses a copy whose signature no longer matches.
+    monkeypatch.setenv("TQ_MESSAGE_SIGNING_KEY", "eta-hand-back-test-key-0123456789")
+    reset_test_app()
     conf = json.dumps({"worker_eta_republish_after": 0.5})
     worker = start_worker("-c", "1", "-l", "debug", env={"TQ_TEST_CONF": conf})
     sent = time.monotonic()
