@@ -85,8 +85,8 @@ DEFAULTS: dict[str, Setting] = {
     "worker_max_memory_per_child": Setting(None),
     "worker_send_task_events": Setting(False),
     "worker_lost_wait": Setting(10.0),
-    # reject_on_worker_lost: times one node requeues a task whose pool process died running it,
-    # before it fails the task instead (0: requeue for ever, as Celery does).
+    # reject_on_worker_lost: times a task whose pool process died running it is requeued (the
+    # count travels in the message, tq.worker.copies) before it fails instead (0: for ever).
     "worker_lost_requeue_limit": Setting(3),
     # On RabbitMQ: seconds a worker holds an ETA task before it hands it back to its queue
     # (tq.worker.eta), under RabbitMQ's consumer_timeout (30 min); 0: hold until due.

@@ -179,18 +179,20 @@ def test_acks_late_reject_on_worker_lost_redelivers(broker, start_worker, tasks)
     assert ledger_lines(broker).count("once") == 2
 
 
-def test_a_task_that_kills_its_pool_process_every_time_is_requeued_three_times_then_fails(
+def test_a_task_that_kills_its_pool_process_every_time_runs_four_times_in_all_then_fails(
     broker, start_worker, tasks
 ):
-    worker = start_worker("-c", "1")
+    # Two nodes: the count travels with the task (in a requeued copy), not per node.
+    nodes = [start_worker("-c", "1"), start_worker("-c", "1")]
     result = tasks.die_always.delay("poison")
     with pytest.raises(WorkerLostError, match=r"Not requeued again: .* each of its 4 runs"):
         result.get(timeout=30)
+    time.sleep(1.0)  # a copy left behind would have run by now
     assert ledger_lines(broker).count("poison") == 4  # the first run and three requeues
-    assert tasks.add.delay(2, 3).get(timeout=10) == 5  # the node works on
-    log = worker.log()
-    assert "requeued (reject_on_worker_lost, 3 of 3)" in log
-    assert "requeued (reject_on_worker_lost, 4 of 3)" not in log
+    assert tasks.add.delay(2, 3).get(timeout=10) == 5  # the nodes work on
+    logs = "".join(node.log() for node in nodes)
+    assert "requeued (reject_on_worker_lost, 3 of 3)" in logs
+    assert "requeued (reject_on_worker_lost, 4 of 3)" not in logs
 
 
 def test_max_tasks_per_child_recycles_processes(broker, start_worker, tasks):

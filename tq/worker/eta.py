@@ -4,13 +4,11 @@ RabbitMQ closes a channel on which a delivery stays unacked longer than its cons
 minutes by default since 3.8.15), and with the channel every message the worker holds goes back
 to the queue: a worker holding an ETA task due in an hour lost its channel every half hour
 (celery#6760). On AMQP a worker therefore holds an ETA task at most
-``worker_eta_republish_after`` seconds (15 minutes by default): then it publishes a copy of the
-message to the queue it came from (the default exchange, routed by the queue's name, so that
-nothing else bound to its exchange gets one) and acks the one it held; a worker takes the copy
-and holds it in turn. A crash between the two leaves both messages, so the task can run twice
-(at-least-once, as everywhere). A message whose queue cannot be told from its delivery (a
-topic or fanout exchange) is held until due, as before. Redis and the embedded broker have no
-such limit: their workers renew what they hold (tq.transports.redis_qos).
+``worker_eta_republish_after`` seconds (15 minutes by default), then sends it back to its queue
+as a copy (tq.worker.copies) and acks the one it held; a worker takes the copy and holds it in
+turn. A message whose queue cannot be told from its delivery (a topic or fanout exchange) is held
+until due, as before. Redis and the embedded broker have no such limit: their workers renew what
+they hold (tq.transports.redis_qos).
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import utcnow
+from . import copies
 
 if TYPE_CHECKING:
     from .consumer import Worker
@@ -26,15 +25,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tq.worker")
 
-#: Message properties the copy carries besides its body, headers, type and encoding.
-COPIED_PROPERTIES = ("correlation_id", "reply_to", "delivery_mode", "expiration", "message_id")
 #: Header counting a copy's hand-backs: its receipt is logged at DEBUG, and not announced again.
 HANDBACKS_HEADER = "tq_eta_handbacks"
 
 
 def is_handed_back(headers: Any) -> bool:
     """Whether a task message is the copy of an ETA task a worker handed back."""
-    return isinstance(headers, dict) and bool(headers.get(HANDBACKS_HEADER))
+    return copies.counted(headers, HANDBACKS_HEADER) > 0
 
 
 def hold(worker: Worker, held: Held, delay_s: float) -> None:
@@ -69,26 +66,21 @@ def republish_after(worker: Worker) -> float | None:
 
 
 def hand_back(worker: Worker, held: Held) -> None:
-    """Put a copy of a held ETA task in its queue and ack the original (see the module)."""
-    consumer = worker.task_consumer
-    if held not in worker.eta_held or consumer is None:
+    """Send a held ETA task back to its queue as a copy (see the module)."""
+    if held not in worker.eta_held or worker.task_consumer is None:
         return  # run, revoked, or given back with a lost connection
     request = held.request
-    queue = queue_of(list(consumer.queues or []), held.message.delivery_info)
-    if queue is None:
+    try:
+        queue = copies.send_back(worker, held, counter=HANDBACKS_HEADER)
+    except LookupError:  # a topic or fanout exchange's message: held until due, as before
         _hold_until_due(worker, held)
         return
-    try:
-        publish_copy(consumer.channel, held.message, queue)
     except Exception as exc:
         # Held until due instead (a lost connection gives it back to the queue anyway).
-        logger.warning(
-            "could not hand ETA task %s[%s] back to %s: %r", request.name, request.id, queue, exc
-        )
+        logger.warning("could not hand ETA task %s[%s] back: %r", request.name, request.id, exc)
         _hold_until_due(worker, held)
         return
     worker.eta_held.discard(held)
-    held.ack()
     worker.update_qos()
     logger.debug(
         "ETA task %s[%s] (due %s) handed back to queue %s",
@@ -103,40 +95,3 @@ def _hold_until_due(worker: Worker, held: Held) -> None:
     eta = held.request.eta
     delay_s = (eta - utcnow()).total_seconds() if eta is not None else 0.0
     worker.hub.call_later(max(delay_s, 0.0), due, worker, held)
-
-
-def queue_of(queues: list[Any], delivery_info: dict[str, Any]) -> str | None:
-    """The consumed queue a delivery came from, where its exchange and key name exactly one."""
-    exchange = delivery_info.get("exchange") or ""
-    key = delivery_info.get("routing_key")
-    names = {queue.name for queue in queues}
-    if not exchange:
-        return key if key in names else None  # the default exchange routes by queue name
-    matches = [
-        queue.name
-        for queue in queues
-        if queue.exchange is not None
-        and queue.exchange.name == exchange
-        and queue.exchange.type == "direct"
-        and queue.routing_key == key
-    ]
-    return matches[0] if len(matches) == 1 else None
-
-
-def publish_copy(channel: Any, message: Any, queue: str) -> None:
-    """Publish the message again, as it came (its hand-backs counted in a header), to `queue`
-    through the default exchange."""
-    properties = message.properties or {}
-    copied = {name: properties[name] for name in COPIED_PROPERTIES if properties.get(name)}
-    headers = dict(message.headers or {})
-    count = headers.get(HANDBACKS_HEADER)
-    headers[HANDBACKS_HEADER] = (count if isinstance(count, int) else 0) + 1
-    copy = channel.prepare_message(
-        message.body,
-        properties.get("priority") or 0,
-        message.content_type,
-        message.content_encoding,
-        headers,
-        copied,
-    )
-    channel.basic_publish(copy, exchange="", routing_key=queue)

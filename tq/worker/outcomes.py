@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from .. import states
 from ..errors import TaskRevokedError, TimeLimitExceeded, WorkerLostError
+from . import copies
 from .executor import Outcome, store
 from .request import Held
 
@@ -19,6 +20,8 @@ logger = logging.getLogger("tq.worker")
 
 #: Task ids whose lost runs a node remembers (the most recent ones).
 LOST_RUNS_KEPT = 10_000
+#: Header of a requeued copy: how many runs of the task its pool process died in, on any node.
+LOST_RUNS_HEADER = "tq_lost_runs"
 
 
 class LostRuns:
@@ -141,7 +144,10 @@ def fail_lost_job(worker: Worker, held: Held, exitcode: int | None) -> None:
         )
         error = WorkerLostError(f"Worker exited prematurely: {how} Job: {held.job_id}.")
         if held.acks_late and held.reject_on_worker_lost:
-            lost = worker.lost_runs.add(request.id)
+            # Counted in the message (a copy carries it to whichever node runs it next) and, for
+            # a message that cannot be copied, in this node's memory.
+            carried = copies.counted(held.message.headers, LOST_RUNS_HEADER) + 1
+            lost = max(carried, worker.lost_runs.add(request.id))
             limit = worker.app.conf.worker_lost_requeue_limit
             if not limit or lost <= limit:
                 logger.error(
@@ -151,13 +157,13 @@ def fail_lost_job(worker: Worker, held: Held, exitcode: int | None) -> None:
                     error,
                     f"{lost} of {limit}" if limit else "no limit",
                 )
-                held.reject(requeue=True)
+                _requeue_counted(worker, held)
                 worker.events.task("task-rejected", uuid=request.id, requeue=True)
                 return
             # A poison task (it kills its process every time) must not loop for ever.
             error = WorkerLostError(
                 f"Worker exited prematurely: {how} Job: {held.job_id}. Not requeued again: its "
-                f"pool process died in each of its {lost} runs on this node "
+                f"pool process died in each of its {lost} runs "
                 f"(worker_lost_requeue_limit={limit})."
             )
         logger.error("Task %s[%s] raised unexpected: %r", request.name, request.id, error)
@@ -167,6 +173,15 @@ def fail_lost_job(worker: Worker, held: Held, exitcode: int | None) -> None:
         held.reject(requeue=False)
     else:
         held.ack()
+
+
+def _requeue_counted(worker: Worker, held: Held) -> None:
+    """Requeue a task whose pool process died, its lost runs counted in a copy where it can be."""
+    try:
+        copies.send_back(worker, held, counter=LOST_RUNS_HEADER)
+    except Exception as exc:  # a topic or fanout exchange's message, a lost connection
+        logger.debug("requeued without a count (%r)", exc)
+        held.reject(requeue=True)
 
 
 def discard_revoked(worker: Worker, held: Held, reason: str) -> None:

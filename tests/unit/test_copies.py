@@ -1,4 +1,4 @@
-"""tq.worker.eta: which queue a held ETA task goes back to, and the copy that goes there."""
+"""tq.worker.copies: which queue a held message goes back to, and the copy that goes there."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from tq.worker.eta import publish_copy, queue_of
+from tq.worker.copies import counted, publish_copy, queue_of
 
 QUEUES = [
     Queue("celery", Exchange("celery", type="direct"), routing_key="celery"),
@@ -65,7 +65,7 @@ class HeldMessage:
 
 def test_the_copy_is_the_message_as_it_came_sent_to_its_queue_by_name() -> None:
     channel = RecordingChannel()
-    publish_copy(channel, HeldMessage(), "images")
+    publish_copy(channel, HeldMessage(), "images", counter="tq_eta_handbacks")
     [(message, exchange, routing_key)] = channel.published
     assert (exchange, routing_key) == ("", "images")
     assert message["body"] == HeldMessage.body
@@ -83,5 +83,11 @@ def test_each_hand_back_counts_in_the_copy() -> None:
     channel = RecordingChannel()
     again = HeldMessage()
     again.headers = {**HeldMessage.headers, "tq_eta_handbacks": 4}
-    publish_copy(channel, again, "celery")
+    publish_copy(channel, again, "celery", counter="tq_eta_handbacks")
     assert channel.published[0][0]["headers"]["tq_eta_handbacks"] == 5
+
+
+def test_a_count_is_a_whole_number_above_zero_or_nothing() -> None:
+    assert counted({"tq_lost_runs": 2}, "tq_lost_runs") == 2
+    for headers in ({}, {"tq_lost_runs": "2"}, {"tq_lost_runs": True}, {"tq_lost_runs": -1}, None):
+        assert counted(headers, "tq_lost_runs") == 0
