@@ -34,9 +34,26 @@ def hand(worker: Worker, held: Held, child: Child) -> None:
         _begin(worker, held)
     else:
         worker.queued[job_id] = held
-    worker.pool.send(child, job_id, (job_id, held.request))
+    try:
+        worker.pool.send(child, job_id, (job_id, held.request))
+    except BrokenPipeError:
+        # The child died an instant ago (its pipe is broken; its exit is handled once the
+        # loop reads the end of its result pipe): the job never reached it, so it goes back to
+        # the head of the line, unrun and uncounted. Not a broker error to reconnect for.
+        _take_back_unsent(worker, held, child, job_id)
+        return
     if begins_now:
         worker.events.task("task-started", uuid=held.request.id)
+
+
+def _take_back_unsent(worker: Worker, held: Held, child: Child, job_id: int) -> None:
+    if job_id in child.jobs:
+        child.jobs.remove(job_id)
+    worker.active.pop(job_id, None)
+    worker.queued.pop(job_id, None)
+    held.job_id = held.child = None
+    child.extra["retiring"] = True  # no more jobs for it: it is gone
+    worker.reserved.appendleft(held)
 
 
 def _begin(worker: Worker, held: Held) -> None:

@@ -177,6 +177,8 @@ def fail_lost_job(worker: Worker, held: Held, exitcode: int | None) -> None:
 
 def _requeue_counted(worker: Worker, held: Held) -> None:
     """Requeue a task whose pool process died, its lost runs counted in a copy where it can be."""
+    if held.acknowledged:
+        return  # already back in its queue (a lost connection gave back what it held)
     try:
         copies.send_back(worker, held, counter=LOST_RUNS_HEADER)
     except Exception as exc:  # a topic or fanout exchange's message, a lost connection
