@@ -266,7 +266,10 @@ class PreforkPool:
         for child in victims:
             child.extra["retiring"] = True
             if child.job_writer is not None:
-                child.job_writer.send(None)
+                try:
+                    child.job_writer.send(None)
+                except OSError:
+                    pass  # it died an instant ago: its exit is handled when its pipe ends
         self.size -= len(victims)
         return len(victims)
 
