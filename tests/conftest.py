@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -304,6 +305,21 @@ class FreezableProxy:
             client.close()
             upstream.close()
         self.server.close()
+
+
+@pytest.fixture
+def freezable_proxy() -> Iterator[Callable[[tuple[str, int]], FreezableProxy]]:
+    """Open FreezableProxy objects to a broker (host, port); each is closed after the test."""
+    opened: list[FreezableProxy] = []
+
+    def open_proxy(target: tuple[str, int]) -> FreezableProxy:
+        proxy = FreezableProxy(target)
+        opened.append(proxy)
+        return proxy
+
+    yield open_proxy
+    for proxy in opened:
+        proxy.close()
 
 
 @pytest.fixture

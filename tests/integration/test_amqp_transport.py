@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from tests.conftest import FreezableProxy
 from tq import group
 
 pytestmark = pytest.mark.timeout(90)
@@ -40,31 +39,27 @@ def test_an_idle_worker_keeps_its_connection_with_heartbeats_on(amqp_broker, sta
 
 
 def test_a_worker_notices_a_silent_broker_by_its_heartbeats_and_reconnects(
-    amqp_broker, start_worker, tasks
+    amqp_broker, start_worker, tasks, freezable_proxy
 ):
-    proxy = FreezableProxy(("127.0.0.1", 5672))
-    try:
-        url = f"amqp://guest:guest@127.0.0.1:{proxy.port}//"
-        env = {"TQ_BROKER_URL": url, "TQ_BROKER_HEARTBEAT": "1"}
-        worker = start_worker("-c", "1", env=env)
-        proxy.freeze()
-        # Heartbeats of 1 s: two missed ones and the worker gives the connection up.
-        worker.wait_for_reconnection(lost_within=15)
-        assert tasks.add.delay(2, 3).get(timeout=20) == 5
-    finally:
-        proxy.close()
+    proxy = freezable_proxy(("127.0.0.1", 5672))
+    url = f"amqp://guest:guest@127.0.0.1:{proxy.port}//"
+    env = {"TQ_BROKER_URL": url, "TQ_BROKER_HEARTBEAT": "1"}
+    worker = start_worker("-c", "1", env=env)
+    proxy.freeze()
+    # Heartbeats of 1 s: two missed ones and the worker gives the connection up.
+    worker.wait_for_reconnection(lost_within=15)
+    assert tasks.add.delay(2, 3).get(timeout=20) == 5
 
 
-def test_a_warm_shutdown_ends_when_the_broker_has_gone_silent(amqp_broker, start_worker):
-    proxy = FreezableProxy(("127.0.0.1", 5672))
-    try:
-        env = {"TQ_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}//"}
-        worker = start_worker("-c", "1", env=env)
-        proxy.freeze()
-        # Cancelling the consumer and closing the connection each wait for the broker's answer:
-        # at most SHUTDOWN_BROKER_WAIT_S (2 s) each, instead of for ever.
-        started = time.monotonic()
-        assert worker.stop(signal.SIGTERM, timeout=15) == 0
-        assert time.monotonic() - started < 10
-    finally:
-        proxy.close()
+def test_a_warm_shutdown_ends_when_the_broker_has_gone_silent(
+    amqp_broker, start_worker, freezable_proxy
+):
+    proxy = freezable_proxy(("127.0.0.1", 5672))
+    env = {"TQ_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}//"}
+    worker = start_worker("-c", "1", env=env)
+    proxy.freeze()
+    # Cancelling the consumer and closing the connection each wait for the broker's answer:
+    # at most SHUTDOWN_BROKER_WAIT_S (2 s) each, instead of for ever.
+    started = time.monotonic()
+    assert worker.stop(signal.SIGTERM, timeout=15) == 0
+    assert time.monotonic() - started < 10

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.conftest import FreezableProxy, own_redis_database
+from tests.conftest import own_redis_database
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,21 +43,20 @@ def test_an_idle_consumer_polls_where_redis_refuses_client_tracking(own_redis, c
     assert "Redis refused CLIENT TRACKING" in caplog.text
 
 
-def test_a_worker_notices_a_redis_gone_silent_and_reconnects(redis_broker, start_worker, tasks):
-    proxy = FreezableProxy(("127.0.0.1", 6379))
-    try:
-        env = {
-            "TQ_BROKER_URL": f"redis://127.0.0.1:{proxy.port}/3",
-            "TQ_TEST_TRANSPORT_OPTIONS": json.dumps({"socket_timeout": 1}),
-        }
-        worker = start_worker("-c", "1", env=env)
-        proxy.freeze()
-        # The next worker-heartbeat publish (every 2 s) times out after 1 s: the worker drops
-        # the connection and reconnects (new connections pass the proxy).
-        worker.wait_for_reconnection(lost_within=20)
-        assert tasks.add.delay(2, 3).get(timeout=20) == 5
-    finally:
-        proxy.close()
+def test_a_worker_notices_a_redis_gone_silent_and_reconnects(
+    redis_broker, start_worker, tasks, freezable_proxy
+):
+    proxy = freezable_proxy(("127.0.0.1", 6379))
+    env = {
+        "TQ_BROKER_URL": f"redis://127.0.0.1:{proxy.port}/3",
+        "TQ_TEST_TRANSPORT_OPTIONS": json.dumps({"socket_timeout": 1}),
+    }
+    worker = start_worker("-c", "1", env=env)
+    proxy.freeze()
+    # The next worker-heartbeat publish (every 2 s) times out after 1 s: the worker drops
+    # the connection and reconnects (new connections pass the proxy).
+    worker.wait_for_reconnection(lost_within=20)
+    assert tasks.add.delay(2, 3).get(timeout=20) == 5
 
 
 def test_redis_commands_wait_at_most_the_default_socket_timeout(redis_broker):
@@ -73,29 +72,26 @@ def test_redis_commands_wait_at_most_the_default_socket_timeout(redis_broker):
 
 
 def test_a_warm_shutdown_ends_soon_when_redis_has_gone_silent(
-    redis_broker, start_worker, tasks, monkeypatch
+    redis_broker, start_worker, tasks, monkeypatch, freezable_proxy
 ):
     # A database of its own: the test leaves claims behind. The client goes straight to Redis,
     # the worker through the proxy.
     with own_redis_database(monkeypatch, 14):
-        proxy = FreezableProxy(("127.0.0.1", 6379))
-        try:
-            worker = start_worker(
-                "-c", "1", env={"TQ_BROKER_URL": f"redis://127.0.0.1:{proxy.port}/14"}
-            )
-            first = tasks.sleep_then.delay(1.5, "first")
-            for _ in range(3):  # prefetched behind it: each would be given back on the way out
-                tasks.sleep_then.delay(1.5, "queued")
-            worker.wait_for_log(f"{first.id}] received")
-            time.sleep(0.5)
-            proxy.freeze(new_connections=True)
-            started = time.monotonic()
-            assert worker.stop(signal.SIGTERM, timeout=60) == 0
-            took = time.monotonic() - started
-            # Before: each give-back, the last acks, the offline event, kombu's periodic checks
-            # and the restore on close waited socket_timeout (10 s) each. Now: the running task
-            # (1.5 s) and one PING (2 s).
-            assert took < 8, took
-            assert "The broker does not answer" in worker.log()
-        finally:
-            proxy.close()
+        proxy = freezable_proxy(("127.0.0.1", 6379))
+        worker = start_worker(
+            "-c", "1", env={"TQ_BROKER_URL": f"redis://127.0.0.1:{proxy.port}/14"}
+        )
+        first = tasks.sleep_then.delay(1.5, "first")
+        for _ in range(3):  # prefetched behind it: each would be given back on the way out
+            tasks.sleep_then.delay(1.5, "queued")
+        worker.wait_for_log(f"{first.id}] received")
+        time.sleep(0.5)
+        proxy.freeze(new_connections=True)
+        started = time.monotonic()
+        assert worker.stop(signal.SIGTERM, timeout=60) == 0
+        took = time.monotonic() - started
+        # Before: each give-back, the last acks, the offline event, kombu's periodic checks
+        # and the restore on close waited socket_timeout (10 s) each. Now: the running task
+        # (1.5 s) and one PING (2 s).
+        assert took < 8, took
+        assert "The broker does not answer" in worker.log()
