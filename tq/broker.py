@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from amqp.channel import Channel as AMQPChannel
+from amqp.exceptions import MessageNacked
 from kombu import Connection, Exchange, Producer, Queue
 from kombu.compression import compress
 from kombu.entity import maybe_delivery_mode
@@ -18,7 +21,7 @@ from kombu.utils import json as kombu_json
 from . import topology
 from .amqp_writes import one_write_context
 from .config import mask_url
-from .errors import BrokerUnavailable, ConfigError
+from .errors import BrokerUnavailable, ConfigError, PublishError
 from .protocol import TaskMessage
 from .signing import SigningPolicy, signed_headers, signing_policy
 
@@ -32,6 +35,8 @@ EMBEDDED_SCHEMES = ("sqlite",)
 #: make it send twice.
 BULK_CHUNK_MESSAGES = 500
 
+
+logger = logging.getLogger("tq.client")
 
 #: kombu's JSON encoder, made once: kombu's dumps makes one, and a context manager, per message.
 _KOMBU_JSON = kombu_json.JSONEncoder()
@@ -321,9 +326,31 @@ class Publisher:
             outgoing.headers,
             dict(outgoing.properties),
         )
-        channel.basic_publish(
-            prepared, exchange=outgoing.exchange, routing_key=outgoing.routing_key
-        )
+        returned = _returns_of(channel)
+        if returned is None:  # not AMQP: every transport of tq's routes or raises itself
+            channel.basic_publish(
+                prepared, exchange=outgoing.exchange, routing_key=outgoing.routing_key
+            )
+            return
+        try:
+            channel.basic_publish(
+                prepared, exchange=outgoing.exchange, routing_key=outgoing.routing_key,
+                mandatory=True,
+            )  # fmt: skip
+        except MessageNacked:
+            raise PublishError(
+                f"task {_task_label(outgoing.headers)} was not queued: RabbitMQ refused it "
+                f"(routing key {outgoing.routing_key!r}; a queue at its max-length with "
+                "overflow reject-publish, or a broker out of resources); retry later"
+            ) from None
+        # With publisher confirms a return comes before the broker's ack, so it is here now;
+        # without, it comes whenever the connection is read next, and is only logged.
+        if returned and getattr(channel.connection, "confirm_publish", False):
+            mine = [one for one in returned if one[0].get("id") == outgoing.headers.get("id")]
+            returned.clear()
+            if mine:
+                raise PublishError(_unrouted(*mine[0]))
+        returned.clear()
 
     def close(self) -> None:
         """Close the calling thread's connection."""
@@ -331,3 +358,41 @@ class Publisher:
         if connection is not None:
             connection.release()
         self._local.__dict__.clear()
+
+
+ReturnedMessage = tuple[dict[str, Any], str, str, str]
+
+
+def _returns_of(channel: Any) -> list[ReturnedMessage] | None:
+    """The list an AMQP channel's unroutable task messages go to, set up the first time
+    (mandatory publishes come back in basic.return); None on other transports."""
+    returned: list[ReturnedMessage] | None = getattr(channel, "tq_returned", None)
+    if returned is not None:
+        return returned
+    if not isinstance(channel, AMQPChannel):
+        return None
+    returned = channel.tq_returned = []
+
+    def on_return(exc: Any, exchange: str, routing_key: str, message: Any) -> None:
+        properties = getattr(message, "properties", None) or {}
+        headers = properties.get("application_headers") or {}
+        reason = str(getattr(exc, "reply_text", "") or exc)
+        returned.append((headers, exchange, routing_key, reason))
+        if not getattr(channel.connection, "confirm_publish", False):  # else delay() raises
+            logger.error("%s", _unrouted(headers, exchange, routing_key, reason))
+
+    channel.events["basic_return"].add(on_return)
+    return returned
+
+
+def _task_label(headers: dict[str, Any]) -> str:
+    return f"{headers.get('task', '?')}[{headers.get('id', '?')}]"
+
+
+def _unrouted(headers: dict[str, Any], exchange: str, routing_key: str, reason: str) -> str:
+    where = f"exchange {exchange!r}" if exchange else "the default exchange"
+    return (
+        f"task {_task_label(headers)} was not queued: RabbitMQ returned it ({reason}), no queue "
+        f"is bound to routing key {routing_key!r} on {where}; declare the queue or route the "
+        "task to one that exists"
+    )

@@ -34,6 +34,11 @@ class BrokerUnavailable(TQError):
     """The broker could not be reached."""
 
 
+class PublishError(TQError):
+    """The broker gave a task message back (no queue to route it to) or refused it: it was not
+    queued."""
+
+
 class BackendError(TQError):
     """The result backend failed or is not configured."""
 
