@@ -143,6 +143,23 @@ class App:
             self._publisher = Publisher(self.conf)
         return self._publisher
 
+    def close(self) -> None:
+        """Release the calling thread's broker connection and the result backend's
+        connections, as Celery's app.close(); the app connects again when used next.
+        `with App(...) as app:` closes it when the block ends."""
+        if self._publisher is not None:
+            self._publisher.close()
+        with self._backend_lock:
+            backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @property
     def control(self) -> Control:
         """Remote control of the workers: revoke, ping, inspect."""

@@ -61,7 +61,7 @@ def test_with_confirms_a_task_whose_queue_is_gone_raises(amqp_broker):
     # The channel is still good: a task for a queue that exists goes out as before.
     noop.apply_async(queue=amqp_broker.queue)
     assert _waiting(amqp_broker.queue) == 1
-    app.publisher.close()
+    app.close()
 
 
 def test_without_confirms_the_client_logs_the_returned_task(amqp_broker, caplog):
@@ -79,7 +79,7 @@ def test_without_confirms_the_client_logs_the_returned_task(amqp_broker, caplog)
         time.sleep(0.05)
     assert f"returns.noop[{lost.id}] was not queued: RabbitMQ returned it" in caplog.text
     assert f"routing key '{queue}'" in caplog.text
-    app.publisher.close()
+    app.close()
 
 
 def test_with_confirms_a_task_the_broker_refuses_raises(amqp_broker):
@@ -92,4 +92,4 @@ def test_with_confirms_a_task_the_broker_refuses_raises(amqp_broker):
         noop.apply_async(queue=name)
     assert _waiting(name) == 1
     _delete_queue(name)
-    app.publisher.close()
+    app.close()
