@@ -305,21 +305,26 @@ class Worker:
         if held is None:
             return
         request = held.request
-        if eta.is_handed_back(request.headers):  # received and announced once already
-            logger.debug("Task %s[%s] received again (ETA)", request.name, request.id)
-        else:
-            logger.info("Task %s[%s] received", request.name, request.id)
-            if self.events.task_events:
-                self.events.task("task-received", **received_event_fields(request))
-        if self.drop_if_revoked(held):
-            return
-        if request.eta is not None:
-            delay = (request.eta - utcnow()).total_seconds()
-            if delay > 0:
-                eta.hold(self, held, delay)
+        again = eta.is_handed_back(request.headers)  # received and announced once already
+        if not again and self.events.task_events:
+            self.events.task("task-received", **received_event_fields(request))
+        if request.id in self.revoked_ids or request.eta is not None or request.expires:
+            _log_received(request, again)
+            if self.drop_if_revoked(held):
                 return
+            if request.eta is not None:
+                delay = (request.eta - utcnow()).total_seconds()
+                if delay > 0:
+                    eta.hold(self, held, delay)
+                    return
+            self.reserved.append(held)
+            self.dispatch()
+            return
         self.reserved.append(held)
         self.dispatch()
+        # Logged once the task is on its way to a pool process: the log line is not between a
+        # message's arrival and its task's start (and it still comes before the task's result).
+        _log_received(request, again)
 
     def drop_if_revoked(self, held: Held) -> bool:
         """Drop a request revoked or expired (stored, acked, announced); say whether it was."""
@@ -410,3 +415,10 @@ class Worker:
     def discard_revoked(self, held: Held) -> None:
         """Drop a held request that was revoked."""
         outcomes.discard_revoked(self, held, "revoked")
+
+
+def _log_received(request: Any, again: bool) -> None:
+    if again:
+        logger.debug("Task %s[%s] received again (ETA)", request.name, request.id)
+    else:
+        logger.info("Task %s[%s] received", request.name, request.id)
