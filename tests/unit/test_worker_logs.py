@@ -50,3 +50,32 @@ def test_pool_processes_collect_everything_again(tmp_path, restore_logging):
     record = logging.getLogger("x").makeRecord("x", logging.INFO, "f", 1, "m", (), None)
     assert logging._srcfile is not None and logging.logThreads and logging.logProcesses
     assert record.threadName == "MainThread" and record.process is not None
+
+
+def test_while_the_loop_runs_lines_are_written_once_per_turn(tmp_path, restore_logging):
+    path = tmp_path / "worker.log"
+    logs.setup_logging(logging.INFO, "%(message)s", str(path))
+    logger = logging.getLogger("tq.worker")
+    logs.defer_flushes(True)
+    try:
+        logger.info("Task add[1] received")
+        logger.info("Task add[1] succeeded")
+        assert path.read_text() == ""  # held in the handler's buffer until the turn ends
+        logs.flush_deferred()
+        assert path.read_text() == "Task add[1] received\nTask add[1] succeeded\n"
+        logger.warning("consumer: Connection to broker lost")
+    finally:
+        logs.defer_flushes(False)
+    # Leaving the loop writes what is held, and from then on every line is written at once.
+    assert path.read_text().endswith("Connection to broker lost\n")
+    logger.info("worker: Warm shutdown")
+    assert path.read_text().endswith("Warm shutdown\n")
+
+
+def test_a_pool_process_writes_every_line_at_once(tmp_path, restore_logging):
+    path = tmp_path / "worker.log"
+    logs.setup_logging(logging.INFO, "%(message)s", str(path))
+    logs.defer_flushes(True)  # the parent's state, inherited by a forked pool process
+    logs.restore_caller_lookup()  # what a pool process does first
+    logging.getLogger("proj.tasks").info("resizing")
+    assert path.read_text() == "resizing\n"

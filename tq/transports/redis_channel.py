@@ -22,10 +22,10 @@ from queue import Empty
 from typing import TYPE_CHECKING, Any
 
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
 from kombu.utils.scheduling import priority_cycle
 from redis.exceptions import NoScriptError, ResponseError
 
+from ..jsontext import loads
 from . import redis_client_identity
 from .redis_qos import QoS
 from .redis_routing import RoutingChannel

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 from kombu.exceptions import ChannelError
 from kombu.transport import virtual
 from kombu.transport.base import to_rabbitmq_queue_arguments
-from kombu.utils.json import dumps, loads
+from kombu.utils.json import dumps
 
+from ..jsontext import loads
 from .sqlite_store import BrokerStore, NewMessage
 
 if TYPE_CHECKING:

@@ -16,6 +16,7 @@ from kombu.clocks import LamportClock
 
 from .. import sdnotify
 from ..events import HEARTBEAT_INTERVAL_S
+from ..jsontext import register_json_decoder
 from ..protocol import utcnow
 from . import control, eta, handoff, outcomes, shutdown
 from .acks import BatchedAcks
@@ -30,7 +31,7 @@ from .connection import (
 from .executor import execute
 from .heartbeat import WorkerEvents
 from .limits import enforce_time_limits
-from .logs import reopen_log_files
+from .logs import defer_flushes, flush_deferred, reopen_log_files
 from .pool import Child, PreforkPool, make_pool
 from .request import Held, receive, receive_rules, received_event_fields
 from .shutdown import ShutdownSignals
@@ -170,6 +171,7 @@ class Worker:
                     hub.add_reader(child.result_reader.fileno(), self.pool._on_readable, child)
         hub.add_reader(self.signals.reader, self.signals.on_wakeup)
         hub.call_repeatedly(HOUSEKEEPING_INTERVAL_S, self._housekeeping)
+        hub.on_tick.add(flush_deferred)
         return hub
 
     # -- connection --------------------------------------------------------------------------
@@ -230,6 +232,7 @@ class Worker:
     def run(self) -> int:
         """Run until shut down; return the process exit code."""
         self.signals.install()
+        register_json_decoder()
         preload_broker_modules(self.app)
         self.pool = self._make_pool()
         self._build_hub()
@@ -259,10 +262,16 @@ class Worker:
                         sdnotify.ready(f"{self.hostname} consuming {len(self.queues)} queue(s)")
                         announced = True
                 loop = self.hub.create_loop()
-                while self.state != STOPPED:
-                    next(loop)
-                    if self.state == WARM and not self.active and not self.queued:
-                        self.state = STOPPED
+                # Log lines are written once per turn of the loop (before it waits), not one
+                # write per line; outside the loop (connecting, stopping) each is written at once.
+                defer_flushes(True)
+                try:
+                    while self.state != STOPPED:
+                        next(loop)
+                        if self.state == WARM and not self.active and not self.queued:
+                            self.state = STOPPED
+                finally:
+                    defer_flushes(False)
             except ConnectionAbortedError:
                 self.state = STOPPED
             except recoverable_errors(self.connection) as exc:

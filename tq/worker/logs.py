@@ -41,6 +41,55 @@ class WorkerFormatter(logging.Formatter):
         return f"{self._text},{int(record.msecs):03d}"
 
 
+class _FlushPerLoopTurn:
+    """What the worker's handlers add: while the worker's loop runs (`defer_flushes`), a record
+    goes to the stream's buffer and `flush_deferred` writes the buffer once per turn of the loop,
+    instead of one write per record (a busy node logs two lines per task). Off, as in a pool
+    process or once the loop has ended, every record is flushed as it is written."""
+
+    deferring = False
+    dirty = False
+
+    def flush(self) -> None:
+        if self.deferring:
+            self.dirty = True
+            return
+        self.flush_now()
+
+    def flush_now(self) -> None:
+        """Write what the stream holds."""
+        self.dirty = False
+        super().flush()  # type: ignore[misc]
+
+
+class WorkerStreamHandler(_FlushPerLoopTurn, logging.StreamHandler):  # type: ignore[type-arg]
+    """The worker's handler for stderr."""
+
+
+class WorkerFileHandler(_FlushPerLoopTurn, logging.FileHandler):
+    """The worker's handler for its --logfile."""
+
+
+def _worker_handlers() -> list[_FlushPerLoopTurn]:
+    return [h for h in logging.getLogger().handlers if isinstance(h, _FlushPerLoopTurn)]
+
+
+def defer_flushes(deferring: bool) -> None:
+    """Flush the worker's log handlers once per loop turn (True), or per record (False: what
+    they hold is written now)."""
+    for handler in _worker_handlers():
+        handler.deferring = deferring
+        if not deferring:
+            handler.flush_now()
+
+
+def flush_deferred() -> None:
+    """Write what the worker's handlers hold (the loop calls this once per turn)."""
+    for handler in _worker_handlers():
+        if handler.dirty:
+            handler.flush_now()
+
+
 def parse_level(name: str) -> int:
     """Return the logging level for a -l value, or raise ConfigError."""
     upper = name.upper()
@@ -57,11 +106,11 @@ def setup_logging(level: int, fmt: str, logfile: str | None = None) -> None:
     """Send tq's and the tasks' log records to stderr or a file, in the worker's format."""
     if logfile:
         try:
-            handler: logging.Handler = logging.FileHandler(logfile, encoding="utf-8")
+            handler: logging.Handler = WorkerFileHandler(logfile, encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot open log file {logfile}: {exc.strerror}") from None
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = WorkerStreamHandler(sys.stderr)
     handler.setFormatter(WorkerFormatter(fmt))
     for name, fields in _RECORD_SWITCHES.items():
         if not fields.search(fmt):
@@ -74,7 +123,9 @@ def setup_logging(level: int, fmt: str, logfile: str | None = None) -> None:
 
 
 def restore_caller_lookup() -> None:
-    """In a pool process: records collect everything again (tasks may log %(lineno)d)."""
+    """In a pool process: records collect everything again (tasks may log %(lineno)d), and
+    each is flushed as it is written (no loop here flushes them)."""
+    defer_flushes(False)
     for name, value in _DEFAULTS.items():
         setattr(logging, name, value)
 

@@ -6,6 +6,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import pickle
 import select
 import signal
 import threading
@@ -207,7 +208,9 @@ class PreforkPool:
         """Give a job to a child with a free slot; it runs after the jobs it already has."""
         child.jobs.append(job_id)
         assert child.job_writer is not None
-        child.job_writer.send(payload)
+        # The child's recv() reads this as it reads Connection.send's; plain pickle skips the
+        # ForkingPickler that send() builds for every call (a job holds no fds or sockets).
+        child.job_writer.send_bytes(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
 
     def signal_child(self, child: Child, signum: int) -> None:
         """Send a signal to one child, ignoring one that has just exited."""
