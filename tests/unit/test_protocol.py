@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -99,6 +100,21 @@ def test_parse_round_trip_keeps_every_field():
     assert (request.parent_id, request.root_id) == ("p", "r")
     assert request.callbacks == [{"task": "cb"}]
     assert request.delivery_info == {"routing_key": "celery"}
+
+
+def test_a_request_travels_to_a_pool_process_whole():
+    message = build_task_message(
+        task_id="abc",
+        name="proj.add",
+        args=[1],
+        kwargs={"y": 2},
+        eta=datetime.now(UTC) + timedelta(seconds=5),
+        expires=datetime.now(UTC) + timedelta(seconds=60),
+    )
+    request = parse_task_message(message.headers, list(message.body), message.properties, {})
+    copy = pickle.loads(pickle.dumps((7, request), pickle.HIGHEST_PROTOCOL))[1]
+    assert copy == request and copy is not request
+    assert copy.eta == request.eta and copy.eta is not None and copy.headers == request.headers
 
 
 @pytest.mark.parametrize(

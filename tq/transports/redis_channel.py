@@ -35,6 +35,7 @@ from .redis_scripts import (
     ClaimCall,
     claim_args,
     claim_keys,
+    pack_command,
     parse_claim_reply,
 )
 
@@ -184,7 +185,9 @@ class Channel(RoutingChannel):
         connection = self.client.connection
         try:
             self._enable_tracking(connection)
-            connection.send_command(*self._script_command(call), check_health=False)
+            connection.send_packed_command(
+                pack_command(self._script_command(call)), check_health=False
+            )
         except self.connection_errors:
             self._pending_acks[:0] = acks
             raise

@@ -56,7 +56,8 @@ class WorkerEvents:
 
     def task(self, event_type: str, **fields: Any) -> None:
         """Send a task-* event if task events are on."""
-        self._send(event_type, **fields)
+        if self.task_events:
+            self._send(event_type, **fields)
 
     def set_task_events(self, enabled: bool) -> bool:
         """Switch task events; return whether anything changed."""
