@@ -79,3 +79,36 @@ def test_a_pool_process_writes_every_line_at_once(tmp_path, restore_logging):
     logs.restore_caller_lookup()  # what a pool process does first
     logging.getLogger("proj.tasks").info("resizing")
     assert path.read_text() == "resizing\n"
+
+
+def test_what_the_parent_logged_is_on_disk_before_a_pool_process_gets_a_job(
+    tmp_path, restore_logging
+):
+    from types import SimpleNamespace
+
+    from tq.protocol import TaskRequest
+    from tq.worker import handoff
+    from tq.worker.pool import Child
+    from tq.worker.request import Held
+
+    path = tmp_path / "worker.log"
+    logs.setup_logging(logging.INFO, "%(message)s", str(path))
+    on_disk_at_send: list[str] = []
+    pool = SimpleNamespace(send=lambda child, job_id, job: on_disk_at_send.append(path.read_text()))
+    worker = SimpleNamespace(
+        pool=pool,
+        active={},
+        queued={},
+        next_job_id=lambda: 1,
+        events=SimpleNamespace(task=lambda *args, **kwargs: None),
+    )
+    request = TaskRequest(id="t1", name="proj.tasks.resize", args=[], kwargs={})
+    held = Held(request=request, message=None, acks_late=True, reject_on_worker_lost=False,
+                acks_on_failure=True)  # fmt: skip
+    logs.defer_flushes(True)
+    try:
+        logging.getLogger("tq.worker").warning("Refused task 'x'[y]: it is not signed")
+        handoff.hand(worker, held, Child(index=0, pid=0))  # type: ignore[arg-type]
+    finally:
+        logs.defer_flushes(False)
+    assert on_disk_at_send == ["Refused task 'x'[y]: it is not signed\n"]

@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import outcomes
+from .logs import flush_deferred
 from .pool import Child
 from .request import Held
 
@@ -34,6 +35,10 @@ def hand(worker: Worker, held: Held, child: Child) -> None:
         _begin(worker, held)
     else:
         worker.queued[job_id] = held
+    # Whatever this process logged before the job is on disk before the pool process can run
+    # it and log lines of its own to the same file (log lines are otherwise written once per
+    # turn of the loop: logs.defer_flushes).
+    flush_deferred()
     try:
         worker.pool.send(child, job_id, (job_id, held.request))
     except BrokenPipeError:

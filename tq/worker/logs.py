@@ -43,9 +43,10 @@ class WorkerFormatter(logging.Formatter):
 
 class _FlushPerLoopTurn:
     """What the worker's handlers add: while the worker's loop runs (`defer_flushes`), a record
-    goes to the stream's buffer and `flush_deferred` writes the buffer once per turn of the loop,
-    instead of one write per record (a busy node logs two lines per task). Off, as in a pool
-    process or once the loop has ended, every record is flushed as it is written."""
+    goes to the stream's buffer and `flush_deferred` writes the buffer once per turn of the loop
+    and before each job goes to a pool process (which may log to the same file), instead of one
+    write per record (a busy node logs two lines per task). Off, as in a pool process or once
+    the loop has ended, every record is flushed as it is written."""
 
     deferring = False
     dirty = False
