@@ -112,3 +112,27 @@ def test_what_the_parent_logged_is_on_disk_before_a_pool_process_gets_a_job(
     finally:
         logs.defer_flushes(False)
     assert on_disk_at_send == ["Refused task 'x'[y]: it is not signed\n"]
+
+
+def test_a_full_disk_is_reported_on_stderr_not_raised_into_the_loop(restore_logging, capsys):
+    class FullDisk:
+        def __init__(self) -> None:
+            self.held: list[str] = []
+
+        def write(self, text: str) -> None:
+            self.held.append(text)
+
+        def flush(self) -> None:
+            raise OSError(28, "No space left on device")
+
+    logs.setup_logging(logging.INFO, "%(message)s")
+    handler = logging.getLogger().handlers[0]
+    handler.setStream(FullDisk())  # type: ignore[attr-defined]
+    logs.defer_flushes(True)
+    try:
+        logging.getLogger("tq.worker").info("Task add[1] received")
+        logs.flush_deferred()  # the loop's turn: must not raise
+        logging.getLogger("tq.worker").info("Task add[1] succeeded")
+    finally:
+        logs.defer_flushes(False)  # neither must this
+    assert "No space left on device" in capsys.readouterr().err

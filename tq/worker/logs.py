@@ -58,9 +58,13 @@ class _FlushPerLoopTurn:
         self.flush_now()
 
     def flush_now(self) -> None:
-        """Write what the stream holds."""
+        """Write what the stream holds; a failure (a full disk) is reported as logging reports
+        a failed record, on stderr, and never raised into the worker's loop."""
         self.dirty = False
-        super().flush()  # type: ignore[misc]
+        try:
+            super().flush()  # type: ignore[misc]
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": "(writing the held log lines)"}))  # type: ignore[attr-defined]
 
 
 class WorkerStreamHandler(_FlushPerLoopTurn, logging.StreamHandler):  # type: ignore[type-arg]
