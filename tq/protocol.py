@@ -233,7 +233,7 @@ def parse_task_message(
     """
     headers = {} if headers is None else headers
     properties = {} if properties is None else properties
-    if not isinstance(headers, Mapping) or not isinstance(properties, Mapping):
+    if not _is_mapping(headers) or not _is_mapping(properties):
         raise errors.InvalidTaskError("message headers and properties must be objects")
     if "task" not in headers:
         raise errors.InvalidTaskError(
@@ -254,20 +254,32 @@ def parse_task_message(
     args, kwargs, embed = body
     if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
         raise errors.InvalidTaskError(f"{label}: args must be a list and kwargs an object")
-    if not all(isinstance(key, str) for key in kwargs):
+    if kwargs and not all(type(key) is str or isinstance(key, str) for key in kwargs):
         raise errors.InvalidTaskError(f"{label}: kwargs keys must be strings")
     embed = {} if embed is None else embed
     if not isinstance(embed, dict):
         raise errors.InvalidTaskError(f"{label}: embed must be an object")
-    for key in ("callbacks", "errbacks", "chain"):
-        _check_type(label, "embed", embed, key, list)
-    _check_type(label, "embed", embed, "chord", dict)
-    for key in ("root_id", "parent_id", "group", "origin", "argsrepr", "kwargsrepr"):
-        _check_type(label, "header", headers, key, str)
-    _check_type(label, "header", headers, "group_index", int)
-    for key in ("reply_to", "correlation_id"):
-        _check_type(label, "property", properties, key, str)
-    hard, soft = _time_limits(label, headers.get("timelimit"))
+    # The usual value (None, or exactly the type) is let through here; anything else is
+    # judged by _check_type, which accepts a subclass and refuses a bool for a number.
+    for part, source, typed in (
+        ("embed", embed, _TYPED_EMBED),
+        ("header", headers, _TYPED_HEADERS),
+        ("property", properties, _TYPED_PROPERTIES),
+    ):
+        for key, kind in typed:
+            value = source.get(key)
+            if value is not None and type(value) is not kind:
+                _check_type(label, part, source, key, kind)
+    timelimit = headers.get("timelimit")
+    if timelimit is None or (
+        type(timelimit) is list
+        and len(timelimit) == 2
+        and timelimit[0] is None
+        and timelimit[1] is None
+    ):
+        hard = soft = None
+    else:
+        hard, soft = _time_limits(label, timelimit)
     retries = headers.get("retries") or 0
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise errors.InvalidTaskError(f"{label}: header 'retries' must be a whole number >= 0")
@@ -281,8 +293,8 @@ def parse_task_message(
         errbacks=embed.get("errbacks"),
         chain=embed.get("chain"),
         chord=embed.get("chord"),
-        eta=_moment(label, headers, "eta"),
-        expires=_moment(label, headers, "expires"),
+        eta=None if headers.get("eta") is None else _moment(label, headers, "eta"),
+        expires=None if headers.get("expires") is None else _moment(label, headers, "expires"),
         retries=retries,
         time_limit=hard,
         soft_time_limit=soft,
@@ -298,9 +310,27 @@ def parse_task_message(
         kwargsrepr=headers.get("kwargsrepr") or saferepr(kwargs),
         # A priority is the broker's business: one that is not a number is ignored, not fatal.
         priority=priority if isinstance(priority, int) and not isinstance(priority, bool) else None,
-        delivery_info=dict(delivery_info) if isinstance(delivery_info, Mapping) else {},
+        delivery_info=dict(delivery_info) if _is_mapping(delivery_info) else {},
         headers=dict(headers),
     )
+
+
+#: (key, type) of the optional fields parse_task_message checks, by where they are.
+_TYPED_EMBED = (("callbacks", list), ("errbacks", list), ("chain", list), ("chord", dict))
+_TYPED_HEADERS = (
+    ("root_id", str),
+    ("parent_id", str),
+    ("group", str),
+    ("origin", str),
+    ("argsrepr", str),
+    ("kwargsrepr", str),
+    ("group_index", int),
+)
+_TYPED_PROPERTIES = (("reply_to", str), ("correlation_id", str))
+
+
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def _is_name(value: Any) -> TypeGuard[str]:

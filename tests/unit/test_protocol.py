@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -115,6 +116,46 @@ def test_a_request_travels_to_a_pool_process_whole():
     copy = pickle.loads(pickle.dumps((7, request), pickle.HIGHEST_PROTOCOL))[1]
     assert copy == request and copy is not request
     assert copy.eta == request.eta and copy.eta is not None and copy.headers == request.headers
+
+
+class Text(str):
+    """A str subclass, as some decoders return."""
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"timelimit": (None, None)}, (None, None)),
+        ({"timelimit": [None, None]}, (None, None)),
+        ({"timelimit": [30, None]}, (30.0, None)),
+        ({"timelimit": [None, 2.5]}, (None, 2.5)),
+        ({"argsrepr": Text("(1,)"), "group_index": 3}, (None, None)),
+    ],
+)
+def test_typed_headers_are_read_whatever_shape_a_client_gives_them(changes, expected):
+    message = build_task_message(task_id="abc", name="proj.add", args=[1], kwargs={})
+    headers = {**message.headers, **changes}
+    request = parse_task_message(headers, list(message.body), message.properties, {})
+    assert (request.time_limit, request.soft_time_limit) == expected
+    assert request.argsrepr == headers["argsrepr"] and request.group_index == headers["group_index"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"group_index": True}, "header 'group_index' must be a whole number"),
+        ({"root_id": 7}, "header 'root_id' must be a string"),
+        ({"timelimit": [None]}, "header 'timelimit' must be [hard, soft]"),
+        ({"timelimit": [True, None]}, "header 'timelimit' must be [hard, soft]"),
+        ({"eta": 5}, "header 'eta' must be an ISO-8601 time"),
+    ],
+)
+def test_a_typed_header_of_the_wrong_type_is_refused(changes, needle):
+    message = build_task_message(task_id="abc", name="proj.add", args=[1], kwargs={})
+    with pytest.raises(errors.InvalidTaskError, match=re.escape(needle)):
+        parse_task_message(
+            {**message.headers, **changes}, list(message.body), message.properties, {}
+        )
 
 
 @pytest.mark.parametrize(
