@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SoftTimeLimitExceeded
 from .executor import execute
 from .logs import reopen_log_files, restore_caller_lookup
-from .pool import CURRENT, LAST_READ, PREFORK_DEPTH, SKIP, SOFT_FOR
+from .pool import CURRENT, LAST_READ, PREFORK_DEPTH, SKIP, SOFT_FOR, send_pickled
 
 if TYPE_CHECKING:
     from ..app import App
@@ -100,7 +100,7 @@ def child_loop(
             if not skipped:
                 shared[CURRENT] = job_id
         if skipped:
-            results.send((job_id, None, False))
+            send_pickled(results, (job_id, None, False))
             continue
         _running["task"] = True
         try:
@@ -113,7 +113,7 @@ def child_loop(
             max_memory_kib and rss_kib() > max_memory_kib
         )
         # Say we are leaving with the result, so the parent sends us nothing more.
-        results.send((job_id, outcome, leaving))
+        send_pickled(results, (job_id, outcome, leaving))
         if leaving:
             logger.info(
                 "pool process %d: recycled after %d tasks at %d KiB", os.getpid(), done, rss_kib()

@@ -37,6 +37,14 @@ ResultCallback = Callable[["Child", Any], None]
 ExitCallback = Callable[["Child"], None]
 
 
+def send_pickled(connection: Connection, payload: Any) -> None:
+    """Send payload over a pool pipe, read by the other end's recv() as Connection.send's is.
+
+    Plain pickle skips the ForkingPickler that send() builds for every call: jobs and outcomes
+    hold no file descriptors or sockets."""
+    connection.send_bytes(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
+
+
 @dataclass(eq=False)
 class Child:
     """One pool process (or thread slot) and the jobs handed to it, oldest (running) first."""
@@ -208,9 +216,7 @@ class PreforkPool:
         """Give a job to a child with a free slot; it runs after the jobs it already has."""
         child.jobs.append(job_id)
         assert child.job_writer is not None
-        # The child's recv() reads this as it reads Connection.send's; plain pickle skips the
-        # ForkingPickler that send() builds for every call (a job holds no fds or sockets).
-        child.job_writer.send_bytes(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
+        send_pickled(child.job_writer, payload)
 
     def signal_child(self, child: Child, signum: int) -> None:
         """Send a signal to one child, ignoring one that has just exited."""
