@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
@@ -136,3 +137,21 @@ def test_a_full_disk_is_reported_on_stderr_not_raised_into_the_loop(restore_logg
     finally:
         logs.defer_flushes(False)  # neither must this
     assert "No space left on device" in capsys.readouterr().err
+
+
+def test_a_process_forked_while_lines_are_held_does_not_write_them_again(
+    tmp_path, restore_logging
+):
+    path = tmp_path / "worker.log"
+    logs.setup_logging(logging.INFO, "%(message)s", str(path))
+    logs.defer_flushes(True)
+    try:
+        logging.getLogger("tq.worker").info("Task add[1] received")
+        pid = os.fork()
+        if pid == 0:  # what a pool process does first, then it leaves
+            logs.restore_caller_lookup()
+            os._exit(0)
+        os.waitpid(pid, 0)
+    finally:
+        logs.defer_flushes(False)
+    assert path.read_text() == "Task add[1] received\n"

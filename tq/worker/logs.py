@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -75,6 +76,11 @@ class WorkerFileHandler(_FlushPerLoopTurn, logging.FileHandler):
     """The worker's handler for its --logfile."""
 
 
+#: The worker's handlers while its loop defers their flushes (flush_deferred runs once per turn
+#: and per hand-off: it looks at these, not at the root logger's handlers).
+_deferring: list[_FlushPerLoopTurn] = []
+
+
 def _worker_handlers() -> list[_FlushPerLoopTurn]:
     return [h for h in logging.getLogger().handlers if isinstance(h, _FlushPerLoopTurn)]
 
@@ -82,17 +88,24 @@ def _worker_handlers() -> list[_FlushPerLoopTurn]:
 def defer_flushes(deferring: bool) -> None:
     """Flush the worker's log handlers once per loop turn (True), or per record (False: what
     they hold is written now)."""
-    for handler in _worker_handlers():
+    handlers = _worker_handlers()
+    for handler in handlers:
         handler.deferring = deferring
         if not deferring:
             handler.flush_now()
+    _deferring[:] = handlers if deferring else []
 
 
 def flush_deferred() -> None:
     """Write what the worker's handlers hold (the loop calls this once per turn)."""
-    for handler in _worker_handlers():
+    for handler in _deferring:
         if handler.dirty:
             handler.flush_now()
+
+
+# A forked process (a pool process started or replaced while the loop runs) would inherit the
+# held lines in its copy of the buffer and write them a second time.
+os.register_at_fork(before=flush_deferred)
 
 
 def parse_level(name: str) -> int:
