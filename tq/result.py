@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import states
 from .errors import TQError
-from .protocol import exception_from_meta, parse_iso
+from .protocol import parse_iso
 from .task import current_request
+from .wire_errors import exception_from_meta
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -215,7 +216,7 @@ class EagerResult(AsyncResult):
         self._cache = None
 
     def _meta(self) -> dict[str, Any]:
-        from .protocol import exception_to_meta
+        from .wire_errors import exception_to_meta
 
         value = self._value
         if isinstance(value, BaseException):

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import states
 from .errors import TQError
-from .protocol import exception_from_meta
 from .result import AsyncResult, EagerResult, _raise_remote
 from .task import current_request
+from .wire_errors import exception_from_meta
 
 if TYPE_CHECKING:
     from .app import App

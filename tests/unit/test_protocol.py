@@ -14,11 +14,10 @@ from tq import errors
 from tq.protocol import (
     build_result_meta,
     build_task_message,
-    exception_from_meta,
-    exception_to_meta,
     parse_task_message,
     saferepr,
 )
+from tq.wire_errors import exception_from_meta, exception_to_meta
 
 CELERY_HEADER_KEYS = {
     "lang",

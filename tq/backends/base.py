@@ -12,7 +12,8 @@ from kombu.serialization import dumps, loads, prepare_accept_content
 from .. import states
 from ..config import coerce_seconds
 from ..errors import BackendError, ChordError
-from ..protocol import build_result_meta, exception_from_meta, exception_to_meta
+from ..protocol import build_result_meta
+from ..wire_errors import exception_from_meta, exception_to_meta
 
 if TYPE_CHECKING:
     from ..app import App
