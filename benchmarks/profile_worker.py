@@ -42,12 +42,61 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="no cProfile: print the CPU time per task of the main process and the pool "
         "(steadier than a rate on a busy machine)",
     )
+    parser.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="no cProfile: sample the main process with py-spy during the drain and print the "
+        "functions with the most samples, their own and with their callees",
+    )
     return parser.parse_args(argv)
 
 
 def cpu_seconds(process: psutil.Process) -> float:
     times = process.cpu_times()
     return times.user + times.system
+
+
+def start_py_spy(pid: int, out: Path) -> subprocess.Popen:
+    """Sample pid's Python stacks (500 a second, without stopping it) into out, collapsed."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    argv = [
+        str(py_spy),
+        "record",
+        "-p",
+        str(pid),
+        "-r",
+        "500",
+        "--nonblocking",
+        "-f",
+        "raw",
+        "-o",
+        str(out),
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def function_of(frame: str) -> str:
+    """'name (path/file.py:12)' -> 'name (file.py)': a function's samples from all its lines."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rpartition('/')[2].partition(':')[0]})"
+
+
+def print_samples(path: Path, top: int) -> None:
+    """Print the top functions of a collapsed-stack file: share of samples own and inclusive."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        total += count
+        frames = [function_of(frame) for frame in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+    print(f"{total:,} samples of the main process (py-spy, 500/s): own %, with callees %")
+    for frame, count in sorted(own.items(), key=lambda item: -item[1])[:top]:
+        print(f"{count / total:6.1%} {inclusive[frame] / total:6.1%}  {frame}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.tasks):
             system.noop.delay()
         command = worker_argv("tq", queue=system.queue, logfile=run_dir / "worker.log")
-        if not args.cpu_only:
+        if not (args.cpu_only or args.py_spy):
             command[1:1] = ["-m", "cProfile", "-o", str(out)]
         with open(run_dir / "worker.out", "wb") as output:
             popen = subprocess.Popen(
@@ -68,11 +117,14 @@ def main(argv: list[str] | None = None) -> int:
         parent = psutil.Process(popen.pid)
         progress, progress_at = 0, time.perf_counter()
         started = children = None
+        sampler = None
         while (done := system.counter.read()) < args.tasks:
             now = time.perf_counter()
             if done and started is None:
                 started, children = now, parent.children()
                 cpu_start = [cpu_seconds(p) for p in (parent, *children)]
+                if args.py_spy:
+                    sampler = start_py_spy(popen.pid, run_dir / "main.spy")
             if done != progress:
                 progress, progress_at = done, now
             if popen.poll() is not None or now - progress_at > STALL_TIMEOUT_S:
@@ -80,11 +132,14 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             time.sleep(POLL_INTERVAL_S)
         elapsed = time.perf_counter() - (started or time.perf_counter())
+        if sampler is not None:
+            sampler.send_signal(signal.SIGINT)
+            sampler.wait(30)
         cpu_end = [cpu_seconds(p) for p in (parent, *(children or []))]
         shares = [
             f"{(end - begin) / elapsed:.0%}" for begin, end in zip(cpu_start, cpu_end, strict=True)
         ]
-        how = "without" if args.cpu_only else "under"
+        how = "under" if not (args.cpu_only or args.py_spy) else "without"
         print(f"drained {args.tasks:,} in {elapsed:.2f} s = {args.tasks / elapsed:,.0f}/s "
               f"{how} cProfile; CPU of main process, pool: {', '.join(shares)}")  # fmt: skip
         used = [end - begin for begin, end in zip(cpu_start, cpu_end, strict=True)]
@@ -95,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         system.counter.close()
         delete_run_queues(profile, queue_names=[run_queue_name(run_id, "tq")], run_id=run_id)
+    if args.py_spy:
+        print_samples(run_dir / "main.spy", args.top)
+        return 0
     if args.cpu_only:
         return 0
     stats = pstats.Stats(str(out))
