@@ -29,7 +29,8 @@ from ..errors import DataDirError
 from . import LEASE_RENEWALS_PER_TIMEOUT
 from .hub_poller import MIN_POLL_BACKOFF_S, HubPoller
 from .sqlite_channel import CLAIM_COALESCE_S, Channel
-from .sqlite_store import DEFAULT_BUSY_TIMEOUT_S, BrokerStore, Holder
+from .sqlite_schema import DEFAULT_BUSY_TIMEOUT_S, Holder
+from .sqlite_store import BrokerStore
 
 logger = logging.getLogger("tq.transports.sqlite")
 
@@ -42,6 +43,17 @@ DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0
 DEFAULT_ORPHAN_CHECK_INTERVAL_S = 1.0
 #: Two create times closer than this are the same process (psutil rounds to clock ticks).
 CREATE_TIME_TOLERANCE_S = 0.05
+
+
+def _claim_soon(waits: list[float | None], delivered: int) -> bool:
+    """Whether a claim transaction is due within CLAIM_COALESCE_S, from the channels' waits
+    (poll_wait_s) after a poller pass that delivered this many messages: a channel holding its
+    claim back for more acks claims within it; a channel that can take messages now claims on
+    the poller's next pass, which comes at once only if this one delivered some (a channel
+    without a prefetch limit, such as a worker's control queue, can always take one)."""
+    if any(wait is not None and 0 < wait <= CLAIM_COALESCE_S for wait in waits):
+        return True
+    return delivered > 0 and any(wait is None for wait in waits)
 
 
 def database_path(url: str) -> Path:
@@ -181,19 +193,22 @@ class Transport(virtual.Transport):
                 break
             delivered += 1
         # Acks deferred since the last transaction are written before the hub sleeps, unless
-        # a claim transaction (which writes them too) comes within CLAIM_COALESCE_S.
-        wait_s = self.consumers_wait_s()
-        if self._store is not None and (wait_s is None or wait_s > CLAIM_COALESCE_S):
+        # a claim transaction (which writes them too) comes soon.
+        waits = self._consumer_waits()
+        if self._store is not None and not _claim_soon(waits, delivered):
             self._store.flush_acks()
         return delivered
 
     def consumers_wait_s(self) -> float | None:
         """None if some consumer could take a message now; else how long until one can (inf:
         not before an ack frees prefetch room)."""
-        waits = [channel.poll_wait_s() for channel in self.channels if channel._consumers]
+        waits = self._consumer_waits()
         if not waits or any(wait is None for wait in waits):
             return None
         return min(wait for wait in waits if wait is not None)
+
+    def _consumer_waits(self) -> list[float | None]:
+        return [channel.poll_wait_s() for channel in self.channels if channel._consumers]
 
     def defer_ack(self, tag: str) -> bool:
         """Leave tag's ack to the hub poller's next pass (and wake it); False without a hub."""
@@ -226,6 +241,7 @@ class Transport(virtual.Transport):
         if self._hub_poller is not None:
             self._hub_poller.close()
         self._hub_poller = HubPoller(self, loop)
+        self.store.checkpoint_in_thread()
         if self._renewer is not None:
             self._renewer.cancel()
         interval_s = self.visibility_timeout_s / LEASE_RENEWALS_PER_TIMEOUT

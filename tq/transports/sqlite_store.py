@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import sqlite3
 import threading
@@ -11,68 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from uuid import uuid4
 
-from ..errors import DataDirError
-
-#: Seconds a process waits for another process's write lock before giving up.
-DEFAULT_BUSY_TIMEOUT_S = 30.0
-#: Bumped when the tables change shape; an older file is refused, not silently misread.
-SCHEMA_VERSION = 1
-
-# Durability: a publish of a persistent message commits with synchronous=FULL, so it is on
-# disk when publish() returns (WAL fsync per commit: ~5,800 commits/s measured on this
-# machine's ext4/virtio disk). Claims, acks, restores and transient messages (AMQP
-# delivery_mode 1, e.g. events) commit with NORMAL (~59,000 commits/s): after a power loss
-# they can only roll back to an earlier consistent state, which re-delivers a message
-# (at-least-once) but never loses one, and the next FULL commit syncs them anyway because the
-# WAL is written in order.
-
-# unacked holds at most the prefetch windows of live consumers: scans beat extra indexes
-# written on every claim and ack. bindings is a rowid table because SQLite 3.40's quick_check
-# wrongly reports NULLs in a WITHOUT ROWID table whose NOT NULL columns precede its key.
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY,
-    queue TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    payload TEXT NOT NULL,
-    expires_at REAL
-);
-CREATE INDEX IF NOT EXISTS messages_by_order ON messages (queue, priority DESC, seq);
-CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages (expires_at)
-    WHERE expires_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS unacked (
-    tag TEXT PRIMARY KEY,
-    queue TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    payload TEXT NOT NULL,
-    expires_at REAL,
-    holder_pid INTEGER NOT NULL,
-    holder_started REAL NOT NULL,
-    delivered_at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS queues (
-    name TEXT PRIMARY KEY,
-    message_ttl_s REAL
-);
-CREATE TABLE IF NOT EXISTS exchanges (
-    name TEXT PRIMARY KEY,
-    type TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS bindings (
-    exchange TEXT NOT NULL,
-    type TEXT NOT NULL,
-    routing_key TEXT NOT NULL,
-    pattern TEXT,
-    queue TEXT NOT NULL,
-    PRIMARY KEY (exchange, routing_key, queue)
-);
-CREATE INDEX IF NOT EXISTS bindings_by_queue ON bindings (queue);
-PRAGMA user_version = {SCHEMA_VERSION};
-"""
-
-#: A message to put: (queues, priority, payload, put at (epoch s), expires at (epoch s) or None).
-NewMessage = tuple[Sequence[str], int, str, float, float | None]
+from .sqlite_checkpoint import Checkpointer
+from .sqlite_schema import (
+    AUTOCHECKPOINT_PAGES,
+    DEFAULT_BUSY_TIMEOUT_S,
+    Holder,
+    NewMessage,
+    open_broker_database,
+)
 
 _INSERT_AT_TAIL = """
 INSERT INTO messages (queue, priority, seq, payload, expires_at) VALUES (?1, ?2,
@@ -92,64 +37,6 @@ WHERE queue = ?1 AND (expires_at IS NULL OR expires_at > ?2)
 ORDER BY priority DESC, seq LIMIT ?3
 """
 
-#: (pid, process create time) of the process holding an unacked message.
-Holder = tuple[int, float]
-
-
-def database_error(path: Path, exc: BaseException) -> DataDirError:
-    """Turn an OS or SQLite failure on the broker file into one error naming path and fix."""
-    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
-        # SQLITE_NOTADB / SQLITE_CORRUPT: the file exists but is not a usable database.
-        return DataDirError(
-            f"the embedded broker database {path} is corrupt or not a SQLite file ({exc}); "
-            "move it away (a new empty broker is created in its place) or restore a backup"
-        )
-    if isinstance(exc, (FileExistsError, NotADirectoryError)):
-        reason = f"{exc.filename or path.parent} is not a directory"
-    elif isinstance(exc, OSError) and exc.strerror:
-        reason = exc.strerror
-    else:
-        reason = str(exc)
-    return DataDirError(
-        f"cannot open the embedded broker database {path}: {reason}; make {path.parent} "
-        "a writable directory on a writable filesystem, or point the broker URL "
-        "(sqlite:///absolute/path/broker.db) somewhere writable"
-    )
-
-
-def open_broker_database(path: Path, *, busy_timeout_s: float) -> sqlite3.Connection:
-    """Open (creating if needed) and check the broker database; raise DataDirError if unusable."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # SQLite must create broker.db-wal and -shm beside the file.
-        if not os.access(path.parent, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, "directory is not writable")
-        connection = sqlite3.connect(
-            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-    except (OSError, sqlite3.Error) as exc:
-        raise database_error(path, exc) from None
-    try:
-        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode != "wal":
-            raise sqlite3.OperationalError(f"cannot switch to WAL journal mode (got {mode!r})")
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise sqlite3.OperationalError(
-                f"written by a newer tq (schema {version}, this tq knows {SCHEMA_VERSION})"
-            )
-        check = connection.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            raise sqlite3.DatabaseError(f"quick_check failed: {check}")
-        # Writing the schema (and its version) also proves the file is writable now.
-        connection.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-    except sqlite3.Error as exc:
-        connection.close()
-        if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-            raise  # another process held the lock past busy_timeout: worth retrying
-        raise database_error(path, exc) from None
-    return connection
-
 
 class BrokerStore:
     """One process's connection to the broker file; each method is one short transaction."""
@@ -164,6 +51,10 @@ class BrokerStore:
         self._synchronous = ""
         # Acks the hub loop gave us; written by the next transaction (see defer_ack).
         self._deferred_acks: list[str] = []
+        # Transactions committed (read by the checkpointer thread, if one runs).
+        self.commits = 0
+        self._checkpointer: Checkpointer | None = None
+        self._tag_pid, self._tag_prefix, self._tag_count = 0, "", 0
         self._db()
 
     def _db(self) -> sqlite3.Connection:
@@ -172,7 +63,36 @@ class BrokerStore:
             self._connection = open_broker_database(self.path, busy_timeout_s=self.busy_timeout_s)
             self._connection_pid = os.getpid()
             self._synchronous = ""
+            if self._checkpointer is not None and self._checkpointer.owned_here():
+                self._connection.execute("PRAGMA wal_autocheckpoint=0")
         return self._connection
+
+    def checkpoint_in_thread(self) -> None:
+        """Checkpoint the WAL from a thread instead of inside this connection's commits (see
+        sqlite_checkpoint): for a worker's hub loop, whose commits should not wait for it."""
+        with self._lock:
+            if self._checkpointer is not None and self._checkpointer.owned_here():
+                return
+            self._checkpointer = Checkpointer(
+                self.path,
+                lambda: self.commits,
+                self._checkpoint_in_commits,
+                busy_timeout_s=self.busy_timeout_s,
+            )
+            self._db().execute("PRAGMA wal_autocheckpoint=0")
+
+    def _stop_checkpointer(self) -> None:
+        with self._lock:
+            checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()  # not under the lock: the thread takes it when it fails
+
+    def _checkpoint_in_commits(self) -> None:
+        """Give checkpoints back to this connection's commits (SQLite's default)."""
+        self._stop_checkpointer()
+        with self._lock:
+            if self._connection is not None and self._connection_pid == os.getpid():
+                self._connection.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
 
     @contextmanager
     def _transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
@@ -193,6 +113,7 @@ class BrokerStore:
                     )
                 yield db
                 db.execute("COMMIT")
+                self.commits += 1
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
@@ -204,7 +125,9 @@ class BrokerStore:
             return self._db().execute(sql, parameters).fetchall()
 
     def close(self) -> None:
-        """Write deferred acks, then close this process's connection (a later call reopens it)."""
+        """Write deferred acks, then close this process's connection (a later call reopens it,
+        checkpointing in its commits)."""
+        self._stop_checkpointer()
         with self._lock:
             if self._connection is not None and self._connection_pid == os.getpid():
                 try:
@@ -248,7 +171,7 @@ class BrokerStore:
             if not keep_unacked:
                 return [(None, row[2]) for row in rows]
             # A fresh tag per delivery: fanout copies share the publish-time tag.
-            tags = [uuid4().hex for _ in rows]
+            tags = self._new_tags(len(rows))
             # Restores order by delivered_at: a microsecond apart keeps the batch's order.
             db.executemany(
                 "INSERT INTO unacked VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -260,6 +183,16 @@ class BrokerStore:
                 ],
             )
         return [(tag, row[2]) for tag, row in zip(tags, rows, strict=True)]
+
+    def _new_tags(self, count: int) -> list[str]:
+        """count delivery tags never used before: this process's random prefix and a counter
+        (a uuid4 each cost more than the rest of a claim's Python code)."""
+        pid = os.getpid()
+        if self._tag_pid != pid:
+            self._tag_pid, self._tag_prefix, self._tag_count = pid, uuid4().hex[:20], 0
+        first = self._tag_count
+        self._tag_count += count
+        return [f"{self._tag_prefix}{number:x}" for number in range(first, first + count)]
 
     def ack(self, tags: Sequence[str]) -> None:
         """Forget unacked messages for good."""
