@@ -201,6 +201,7 @@ def test_delivery_tags_are_unique_and_a_forked_child_makes_its_own(tmp_path: Pat
     tags = [tag for _ in range(5) for tag, _ in store.claim("q", count=2, keep_unacked=True,
                                                              holder=holder, now=1.0)]  # fmt: skip
     assert len(set(tags)) == 10
+    assert tags == sorted(tags) and {len(tag) for tag in tags} == {32}  # in claim order
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child claims the last two on its own connection
