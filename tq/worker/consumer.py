@@ -18,7 +18,7 @@ from .. import sdnotify
 from ..events import HEARTBEAT_INTERVAL_S
 from ..jsontext import register_json_decoder
 from ..protocol import utcnow
-from . import control, eta, handoff, outcomes, shutdown
+from . import control, eta, handoff, outcomes, shutdown, tasklines
 from .acks import BatchedAcks
 from .child import child_loop
 from .connection import (
@@ -430,4 +430,4 @@ def _log_received(request: Any, again: bool) -> None:
     if again:
         logger.debug("Task %s[%s] received again (ETA)", request.name, request.id)
     else:
-        logger.info("Task %s[%s] received", request.name, request.id)
+        tasklines.info(logger, "Task %s[%s] received", request.name, request.id)

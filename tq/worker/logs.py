@@ -24,6 +24,11 @@ _RECORD_SWITCHES = {
 _DEFAULTS = {name: getattr(logging, name) for name in _RECORD_SWITCHES}
 
 
+#: The record fields the worker's per-task lines fill themselves (tasklines.py).
+DIRECT_FIELDS = frozenset({"asctime", "levelname", "levelno", "message", "name", "processName"})
+_FIELD = re.compile(r"%\((\w+)\)")
+
+
 class WorkerFormatter(logging.Formatter):
     """The worker's formatter: the time text is built once a second, not once a record."""
 
@@ -31,15 +36,21 @@ class WorkerFormatter(logging.Formatter):
         super().__init__(fmt)
         self._second = -1
         self._text = ""
+        #: fmt, if a line can be formatted without a LogRecord (it names only DIRECT_FIELDS).
+        self.direct_fmt = fmt if set(_FIELD.findall(fmt)) <= DIRECT_FIELDS else None
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         if datefmt:
             return super().formatTime(record, datefmt)
-        second = int(record.created)
+        return self.time_text(record.created)
+
+    def time_text(self, created: float) -> str:
+        """The default asctime of a record created at this time.time()."""
+        second = int(created)
         if second != self._second:
-            self._text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._text = time.strftime(self.default_time_format, self.converter(created))
             self._second = second
-        return f"{self._text},{int(record.msecs):03d}"
+        return f"{self._text},{int((created - second) * 1000):03d}"
 
 
 class _FlushPerLoopTurn:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from .. import states
 from ..errors import TaskRevokedError, TimeLimitExceeded, WorkerLostError
-from . import copies
+from . import copies, tasklines
 from .executor import Outcome, store
 from .request import Held
 
@@ -47,7 +47,8 @@ def finish(worker: Worker, held: Held, outcome: Outcome) -> None:
     worker.processed[name] += 1
     events = worker.events
     if outcome.state == states.SUCCESS:
-        logger.info(
+        tasklines.info(
+            logger,
             "Task %s[%s] succeeded in %.4fs: %s",
             name,
             task_id,
