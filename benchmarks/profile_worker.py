@@ -43,6 +43,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(steadier than a rate on a busy machine)",
     )
     parser.add_argument(
+        "--syscalls",
+        action="store_true",
+        help="no cProfile: count the main process's system calls during the drain with "
+        "strace -c and print them per task (exact, unlike times; strace slows the drain)",
+    )
+    parser.add_argument(
         "--py-spy",
         action="store_true",
         help="no cProfile: sample the main process with py-spy during the drain and print the "
@@ -73,6 +79,26 @@ def start_py_spy(pid: int, out: Path) -> subprocess.Popen:
         str(out),
     ]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def start_strace(pid: int, out: Path) -> subprocess.Popen:
+    """Count pid's system calls (its main thread and any other) into out until SIGINT."""
+    argv = ["strace", "-c", "-q", "-p", str(pid), "-o", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def print_syscalls(path: Path, tasks: int) -> None:
+    """Print strace -c's counts per task, most frequent first."""
+    counts = []
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        # % time, seconds, usecs/call, calls, [errors,] syscall
+        if len(fields) >= 5 and fields[3].isdigit() and fields[-1] != "total":
+            counts.append((int(fields[3]), fields[-1]))
+    total = sum(calls for calls, _ in counts)
+    print(f"system calls of the main process per task: {total / tasks:.2f}")
+    for calls, name in sorted(counts, reverse=True):
+        print(f"{calls / tasks:8.2f}  {name}")
 
 
 def function_of(frame: str) -> str:
@@ -108,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.tasks):
             system.noop.delay()
         command = worker_argv("tq", queue=system.queue, logfile=run_dir / "worker.log")
-        if not (args.cpu_only or args.py_spy):
+        if not (args.cpu_only or args.py_spy or args.syscalls):
             command[1:1] = ["-m", "cProfile", "-o", str(out)]
         with open(run_dir / "worker.out", "wb") as output:
             popen = subprocess.Popen(
@@ -125,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                 cpu_start = [cpu_seconds(p) for p in (parent, *children)]
                 if args.py_spy:
                     sampler = start_py_spy(popen.pid, run_dir / "main.spy")
+                elif args.syscalls:
+                    sampler = start_strace(popen.pid, run_dir / "main.strace")
             if done != progress:
                 progress, progress_at = done, now
             if popen.poll() is not None or now - progress_at > STALL_TIMEOUT_S:
@@ -139,9 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         shares = [
             f"{(end - begin) / elapsed:.0%}" for begin, end in zip(cpu_start, cpu_end, strict=True)
         ]
-        how = "under" if not (args.cpu_only or args.py_spy) else "without"
+        if args.syscalls:
+            how = "under strace"
+        elif args.cpu_only or args.py_spy:
+            how = "without cProfile"
+        else:
+            how = "under cProfile"
         print(f"drained {args.tasks:,} in {elapsed:.2f} s = {args.tasks / elapsed:,.0f}/s "
-              f"{how} cProfile; CPU of main process, pool: {', '.join(shares)}")  # fmt: skip
+              f"{how}; CPU of main process, pool: {', '.join(shares)}")  # fmt: skip
         used = [end - begin for begin, end in zip(cpu_start, cpu_end, strict=True)]
         per_task = [f"{seconds / args.tasks * 1e6:.0f}" for seconds in used]
         print(f"CPU per task (us): main process {per_task[0]}, pool {', '.join(per_task[1:])}")
@@ -152,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         delete_run_queues(profile, queue_names=[run_queue_name(run_id, "tq")], run_id=run_id)
     if args.py_spy:
         print_samples(run_dir / "main.spy", args.top)
+        return 0
+    if args.syscalls:
+        print_syscalls(run_dir / "main.strace", args.tasks)
         return 0
     if args.cpu_only:
         return 0
