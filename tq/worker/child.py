@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SoftTimeLimitExceeded
 from .executor import execute
 from .logs import reopen_log_files, restore_caller_lookup
-from .pool import CURRENT, LAST_READ, PREFORK_DEPTH, SKIP, SOFT_FOR, send_pickled
+from .pipes import send_pickled
+from .pool import CURRENT, LAST_READ, PREFORK_DEPTH, SKIP, SOFT_FOR
 
 if TYPE_CHECKING:
     from ..app import App

@@ -6,8 +6,6 @@ import gc
 import logging
 import multiprocessing
 import os
-import pickle
-import select
 import signal
 import threading
 from collections import deque
@@ -15,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
+
+from .pipes import PipeReader, send_pickled
 
 logger = logging.getLogger("tq.worker")
 
@@ -37,14 +37,6 @@ ResultCallback = Callable[["Child", Any], None]
 ExitCallback = Callable[["Child"], None]
 
 
-def send_pickled(connection: Connection, payload: Any) -> None:
-    """Send payload over a pool pipe, read by the other end's recv() as Connection.send's is.
-
-    Plain pickle skips the ForkingPickler that send() builds for every call: jobs and outcomes
-    hold no file descriptors or sockets."""
-    connection.send_bytes(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
-
-
 @dataclass(eq=False)
 class Child:
     """One pool process (or thread slot) and the jobs handed to it, oldest (running) first."""
@@ -53,8 +45,8 @@ class Child:
     pid: int
     job_writer: Connection | None = None
     result_reader: Connection | None = None
-    #: Tells whether more results wait in the pipe (Connection.poll builds a selector per call).
-    result_poller: Any = None
+    #: Reads result_reader's messages in chunks.
+    results: PipeReader | None = None
     process: Any = None
     jobs: deque[int] = field(default_factory=deque)
     #: Jobs taken back while they waited in the pipe: the child reports them skipped.
@@ -159,20 +151,17 @@ class PreforkPool:
             shared=shared,
             lock=lock,
         )
-        child.result_poller = select.poll()
-        child.result_poller.register(result_reader.fileno(), select.POLLIN)
+        child.results = PipeReader(result_reader.fileno())
         self.children.append(child)
         self.add_reader(result_reader.fileno(), self._on_readable, child)
         return child
 
     def _on_readable(self, child: Child) -> None:
-        reader = child.result_reader
-        if reader is None:
+        if child.result_reader is None or child.results is None:
             return
-        poller = child.result_poller
         try:
-            while poller.poll(0):
-                self.on_result(child, reader.recv())
+            for result in child.results.read():
+                self.on_result(child, result)
                 if child.result_reader is None:
                     return  # on_result forgot the child (it left)
         except (EOFError, OSError):

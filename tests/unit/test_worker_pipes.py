@@ -1,0 +1,70 @@
+"""The parent reads a pool pipe in chunks: every message whole, in order, then the end."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+
+from tq.worker.pipes import READ_CHUNK_BYTES, PipeReader, send_pickled
+
+
+@pytest.fixture
+def pipe():
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    yield reader, writer
+    for end in (reader, writer):
+        if not end.closed:
+            end.close()
+
+
+def test_messages_sent_before_a_read_come_in_one_read_in_order(pipe) -> None:
+    reader, writer = pipe
+    results = PipeReader(reader.fileno())
+    assert results.read() == []  # nothing yet: no waiting
+    for n in range(50):
+        send_pickled(writer, (n, "ok", False))
+    assert results.read() == [(n, "ok", False) for n in range(50)]
+
+
+def test_a_message_larger_than_a_read_waits_for_its_end(pipe) -> None:
+    reader, writer = pipe
+    results = PipeReader(reader.fileno())
+    big = "x" * (3 * READ_CHUNK_BYTES)
+    got: list = []
+    pid = os.fork()
+    if pid == 0:  # the pipe holds 64 KiB: the writer blocks until the reader takes some
+        try:
+            send_pickled(writer, (1, big, False))
+            send_pickled(writer, (2, "small", False))
+        finally:
+            os._exit(0)
+    writer.close()
+    for _ in range(10_000):
+        got += results.read()
+        if len(got) == 2:
+            break
+        os.sched_yield()
+    os.waitpid(pid, 0)
+    assert got == [(1, big, False), (2, "small", False)]
+
+
+def test_the_end_of_the_pipe_comes_after_the_last_message(pipe) -> None:
+    reader, writer = pipe
+    results = PipeReader(reader.fileno())
+    send_pickled(writer, "last words")
+    writer.close()
+    assert results.read() == ["last words"]
+    with pytest.raises(EOFError):
+        results.read()
+
+
+def test_a_message_cut_off_by_the_writer_s_death_is_the_end(pipe) -> None:
+    reader, writer = pipe
+    results = PipeReader(reader.fileno())
+    os.write(writer.fileno(), b"\x00\x00\x01\x00partial")  # 256 bytes announced, 7 sent
+    writer.close()
+    assert results.read() == []  # what came so far: no message yet
+    with pytest.raises(EOFError):
+        results.read()

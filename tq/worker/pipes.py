@@ -1,0 +1,86 @@
+"""The pool's pipes: pickled messages in multiprocessing's framing (a Connection's send_bytes
+and recv_bytes), written with one system call and read in chunks by the parent."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+from multiprocessing.connection import Connection
+from typing import Any
+
+#: Bytes one read takes from a result pipe (a pipe's buffer on Linux).
+READ_CHUNK_BYTES = 65536
+_SIZE = struct.Struct("!i")
+_LARGE_SIZE = struct.Struct("!Q")
+
+
+def send_pickled(connection: Connection, payload: Any) -> None:
+    """Send payload over a pool pipe, read by the other end's recv() as Connection.send's is.
+
+    Plain pickle skips the ForkingPickler that send() builds for every call: jobs and outcomes
+    hold no file descriptors or sockets."""
+    connection.send_bytes(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
+
+
+class PipeReader:
+    """Reads the messages a child sent with send_pickled, as many as one read brings.
+
+    Connection.recv makes two reads per message (its size, then its bytes) and the parent
+    asked the pipe whether another one waits before each: four system calls per result. Here
+    one read takes whatever the pipe holds (the hub calls again while more is there), and a
+    message split across reads waits in the buffer for its end.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        os.set_blocking(fd, False)
+        self._buffer = b""
+
+    def read(self) -> list[Any]:
+        """The messages complete now, oldest first; EOFError once the writer has gone and
+        every message it sent was returned."""
+        chunks = [self._buffer]
+        while True:
+            try:
+                chunk = os.read(self.fd, READ_CHUNK_BYTES)
+            except BlockingIOError:
+                break
+            if not chunk:
+                if any(chunks) and self._complete(b"".join(chunks)):
+                    break  # the messages first; EOFError at the next read
+                raise EOFError("the pool process closed its result pipe")
+            chunks.append(chunk)
+            if len(chunk) < READ_CHUNK_BYTES:
+                break  # the pipe is empty now: no read that would only say so
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        messages = []
+        start = 0
+        while True:
+            frame = _frame_at(data, start)
+            if frame is None:
+                break
+            body_start, end = frame
+            messages.append(pickle.loads(data[body_start:end]))
+            start = end
+        self._buffer = data[start:]
+        return messages
+
+    @staticmethod
+    def _complete(data: bytes) -> bool:
+        return _frame_at(data, 0) is not None
+
+
+def _frame_at(data: bytes, start: int) -> tuple[int, int] | None:
+    """(body start, end) of the message at start if data holds all of it, else None."""
+    if len(data) - start < _SIZE.size:
+        return None
+    size = _SIZE.unpack_from(data, start)[0]
+    body_start = start + _SIZE.size
+    if size == -1:  # multiprocessing's header for a message of 2 GiB or more
+        if len(data) - body_start < _LARGE_SIZE.size:
+            return None
+        size = _LARGE_SIZE.unpack_from(data, body_start)[0]
+        body_start += _LARGE_SIZE.size
+    end = body_start + size
+    return (body_start, end) if len(data) >= end else None
