@@ -222,10 +222,13 @@ class Channel(RoutingChannel):
         self._woken = True
         return response
 
-    def _read_pushes(self, connection: Any) -> None:
-        # Pushes can sit in redis-py's buffer, where the poller would never see them.
+    def _read_pushes(self, connection: Any, *, buffered_only: bool = False) -> None:
+        # Pushes can sit in redis-py's buffer, where the poller would never see them. After a
+        # reply only that buffer needs a look: bytes in the socket wake the poller anyway.
         try:
-            while connection._sock is not None and connection.can_read(timeout=0):
+            while connection._sock is not None and _holds_bytes(
+                connection, buffered_only=buffered_only
+            ):
                 connection.read_response(push_request=True)
         except self.connection_errors:
             self._tracked_sock = None
@@ -250,7 +253,7 @@ class Channel(RoutingChannel):
             self._deliver_claimed(pairs)
         finally:
             # Wake-ups behind the reply; if Redis is gone by now, what was delivered is held.
-            self._read_pushes(connection)
+            self._read_pushes(connection, buffered_only=True)
         if not pairs:
             raise Empty()
         return True
@@ -433,3 +436,12 @@ class Channel(RoutingChannel):
                 self.qos.append(message, message.delivery_tag)
             else:
                 self._give_back(queue, raw, payload)
+
+
+def _holds_bytes(connection: Any, *, buffered_only: bool) -> bool:
+    """Whether redis-py has bytes to read: in its parser's buffer, or (unless buffered_only)
+    in the socket. can_read tries the socket too: three system calls to find it empty. A
+    parser that cannot tell without it (hiredis's) is always asked that way."""
+    buffer = getattr(connection._parser, "_buffer", None) if buffered_only else None
+    unread_bytes = getattr(buffer, "unread_bytes", None)
+    return bool(connection.can_read(timeout=0) if unread_bytes is None else unread_bytes())
