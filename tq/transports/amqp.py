@@ -32,6 +32,7 @@ from amqp.transport import TCPTransport
 from kombu.transport import pyamqp
 
 from .amqp_codec import decode_basic_properties, encode_basic_properties
+from .amqp_publish import FrameWriter
 
 #: The most one recv takes (RabbitMQ's default frame_max is 128 KiB; bigger frames take more).
 READ_CHUNK_BYTES = 65536
@@ -202,7 +203,39 @@ class ReadAheadTransport(TCPTransport):
 
 
 class Channel(pyamqp.Channel):
-    """kombu's py-amqp channel whose outgoing messages use amqp_codec."""
+    """kombu's py-amqp channel whose outgoing messages use amqp_codec and are published by
+    amqp_publish.FrameWriter."""
+
+    def _basic_publish(  # type: ignore[override]
+        self,
+        msg: Any,
+        exchange: str = "",
+        routing_key: str = "",
+        mandatory: bool = False,
+        immediate: bool = False,
+        timeout: Any = None,
+        confirm_timeout: Any = None,
+        argsig: str = "Bssbb",
+    ) -> Any:
+        """Publish as py-amqp does (the blocked check, a write timeout as a connection error);
+        the frames are FrameWriter.publish's. py-amqp's confirm mode calls this too."""
+        connection = self.connection
+        writer = getattr(connection, "_frame_writer", None)
+        if timeout is not None or not isinstance(writer, FrameWriter):
+            return super()._basic_publish(
+                msg, exchange, routing_key, mandatory, immediate, timeout, confirm_timeout, argsig
+            )
+        if connection.client_properties.get("capabilities", {}).get("connection.blocked"):
+            try:  # a connection.blocked (or a channel error) the broker sent meanwhile
+                connection.drain_events(timeout=0)
+            except TimeoutError:
+                pass
+        try:
+            writer.publish(self.channel_id, exchange, routing_key, mandatory, immediate, msg)
+        except TimeoutError:
+            raise RecoverableConnectionError("basic_publish: timed out") from None
+
+    basic_publish = _basic_publish
 
     def prepare_message(  # type: ignore[override]
         self,
@@ -229,6 +262,7 @@ class Connection(pyamqp.Connection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.frame_handler_cls = frame_reader
+        self.frame_writer_cls = FrameWriter
 
     def Transport(  # noqa: N802 - py-amqp's name for the transport factory
         self,
