@@ -20,6 +20,7 @@ channels and everything above are py-amqp's and kombu's, unchanged.
 from __future__ import annotations
 
 import errno
+import select
 import socket
 import struct
 from collections.abc import Callable
@@ -117,6 +118,19 @@ class ReadAheadTransport(TCPTransport):
         super()._setup_transport()
         self._received = b""
         self._start = 0  # offset of the first byte not yet framed
+        self._readable: Any = None  # a select.poll of the socket, made when first asked
+
+    def may_have_frames(self) -> bool:
+        """Whether bytes wait, in the buffer or the socket (a zero-timeout poll: no read)."""
+        if self._start < len(self._received):
+            return True
+        sock = self.sock
+        if sock is None:
+            return True  # let the read say what is wrong
+        if self._readable is None:
+            self._readable = select.poll()
+            self._readable.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(self._readable.poll(0))
 
     def _frame_size(self) -> int | None:
         """Bytes of the next frame (header, payload, end octet), once its header is buffered."""
@@ -225,7 +239,11 @@ class Channel(pyamqp.Channel):
             return super()._basic_publish(
                 msg, exchange, routing_key, mandatory, immediate, timeout, confirm_timeout, argsig
             )
-        if connection.client_properties.get("capabilities", {}).get("connection.blocked"):
+        capabilities = connection.client_properties.get("capabilities", {})
+        transport = connection.transport
+        if capabilities.get("connection.blocked") and (
+            not isinstance(transport, ReadAheadTransport) or transport.may_have_frames()
+        ):
             try:  # a connection.blocked (or a channel error) the broker sent meanwhile
                 connection.drain_events(timeout=0)
             except TimeoutError:

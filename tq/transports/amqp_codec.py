@@ -224,6 +224,16 @@ def _write_table(out: bytearray, table: dict[Any, Any]) -> None:
             if isinstance(key, str) and len(known) < KEY_CACHE_MAX:
                 known[key] = written
         out += written
+        # The two kinds most of a task message's headers hold, without a call each.
+        kind = type(value)
+        if value is None:
+            out += b"V"
+            continue
+        if kind is str:
+            raw = value.encode("utf-8", "surrogatepass")
+            out += _TAGGED_U32.pack(b"S", len(raw))
+            out += raw
+            continue
         try:
             _write_value(out, value)
         except ValueError:
