@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tq.worker.pipes import READ_CHUNK_BYTES, PipeReader, send_pickled
+from tq.worker.pipes import READ_CHUNK_BYTES, JobReader, PipeReader, send_pickled
 
 
 @pytest.fixture
@@ -68,3 +68,39 @@ def test_a_message_cut_off_by_the_writer_s_death_is_the_end(pipe) -> None:
     assert results.read() == []  # what came so far: no message yet
     with pytest.raises(EOFError):
         results.read()
+
+
+def test_a_pool_process_reads_its_jobs_one_by_one_from_fewer_reads(pipe, monkeypatch) -> None:
+    reader, writer = pipe
+    jobs = JobReader(reader.fileno())
+    reads: list[int] = []
+    real_read = os.read
+
+    def counted_read(fd: int, size: int) -> bytes:
+        reads.append(fd)
+        return real_read(fd, size)
+
+    monkeypatch.setattr(os, "read", counted_read)
+    writer.send((1, "first"))  # Connection.send, as the parent's send_pickled frames it
+    send_pickled(writer, (2, "second"))
+    send_pickled(writer, None)  # the parent's "stop"
+    assert [jobs.recv(), jobs.recv(), jobs.recv()] == [(1, "first"), (2, "second"), None]
+    assert len(reads) == 1  # Connection.recv: two reads a job
+    writer.close()
+    with pytest.raises(EOFError):
+        jobs.recv()
+
+
+def test_a_job_split_across_reads_is_read_whole(pipe) -> None:
+    reader, writer = pipe
+    jobs = JobReader(reader.fileno())
+    big = ("x" * (2 * READ_CHUNK_BYTES),)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            send_pickled(writer, (1, big))
+        finally:
+            os._exit(0)
+    writer.close()
+    assert jobs.recv() == (1, big)
+    os.waitpid(pid, 0)

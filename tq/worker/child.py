@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SoftTimeLimitExceeded
 from .executor import execute
 from .logs import reopen_log_files, restore_caller_lookup
-from .pipes import send_pickled
+from .pipes import JobReader, send_pickled
 from .pool import CURRENT, LAST_READ, PREFORK_DEPTH, SKIP, SOFT_FOR
 
 if TYPE_CHECKING:
@@ -87,9 +87,10 @@ def child_loop(
     _running["shared"] = shared
     restore_caller_lookup()
     done = 0
+    reader = JobReader(jobs.fileno())
     while True:
         try:
-            job = jobs.recv()
+            job = reader.recv()
         except (EOFError, OSError):
             return
         if job is None:
