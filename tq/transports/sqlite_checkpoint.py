@@ -74,7 +74,8 @@ class Checkpointer:
     def _run(self) -> None:
         db = None
         try:
-            db = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+            with _checkpoint_lock:  # opening (and closing) takes SQLite's mutexes too
+                db = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
             seen = self._commits()
             while not self._stop.wait(self._interval_s):
                 commits = self._commits()
@@ -88,4 +89,5 @@ class Checkpointer:
             self._on_failure()
         finally:
             if db is not None:
-                db.close()
+                with _checkpoint_lock:
+                    db.close()
