@@ -133,7 +133,16 @@ def test_a_hub_consumer_writes_its_deferred_acks_once_the_queue_runs_dry(
         Consumer(conn.channel(), [control], accept=["json"], callbacks=[on_ack(got)]).consume()
         conn.transport.register_with_event_loop(conn.connection, hub)
         store = conn.transport.store
-        commits_before = store.commits
+        # Transactions that wrote acks alone while the queue still held messages to claim.
+        ack_only: list[int] = []
+        flush_acks = store.flush_acks
+
+        def counted_flush() -> None:
+            if store._deferred_acks and store.size("work"):
+                ack_only.append(len(store._deferred_acks))
+            flush_acks()
+
+        store.flush_acks = counted_flush  # type: ignore[method-assign]
 
         def ack_pending() -> None:  # one at a time, as tasks finish
             if pending:
@@ -148,12 +157,12 @@ def test_a_hub_consumer_writes_its_deferred_acks_once_the_queue_runs_dry(
             len(got) < len(bodies) or store.unacked_size("work") or store._deferred_acks
         ):
             next(loop)
-        commits = store.commits - commits_before
         hub.close()
     assert got == bodies
-    # Acks rode on the claims: about one transaction per 3-4 messages (an ack-only transaction
-    # after each pass, as before, made it one per message).
-    assert commits <= len(bodies) // 2, commits
+    # While the queue held messages, acks rode on the claims; an ack-only transaction after
+    # each pass, as before, made one for nearly every ack. (How many claims there are depends on
+    # the machine's speed: a slow loop turn finds the claim's coalescing wait over sooner.)
+    assert len(ack_only) <= 3, ack_only
 
 
 @pytest.mark.timeout(30)
