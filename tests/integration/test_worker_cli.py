@@ -188,3 +188,28 @@ def test_logfile_placeholders(redis_broker, tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
+
+
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_a_task_s_end_is_logged_where_it_ran_as_celery_does(redis_broker, start_worker, pool):
+    from tqtest import tasks
+
+    worker = start_worker("-P", pool, "-c", "1")
+    added = tasks.add.delay(2, 3)
+    boomed = tasks.boom.delay()
+    assert added.get(timeout=10) == 5
+    boomed.get(timeout=10, propagate=False)
+    ran_in = "ForkPoolWorker-1" if pool == "prefork" else "MainProcess"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "raised unexpected" not in worker.log():
+        time.sleep(0.05)
+    lines = worker.log().splitlines()
+
+    def process_of(text: str) -> str:
+        line = next(line for line in lines if text in line)
+        return line.split("/", 1)[1].split("]", 1)[0]
+
+    assert process_of(f"[{added.id}] received") == "MainProcess"
+    assert process_of(f"[{added.id}] succeeded in") == ran_in
+    assert process_of(f"[{boomed.id}] raised unexpected: ValueError") == ran_in
+    assert sum(f"[{added.id}] succeeded in" in line for line in lines) == 1  # not twice

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SoftTimeLimitExceeded
 from .executor import execute
 from .logs import reopen_log_files, restore_caller_lookup
+from .outcomes import log_outcome
 from .pipes import JobReader, send_pickled
 from .pool import CURRENT, LAST_READ, PREFORK_DEPTH, SKIP, SOFT_FOR
 
@@ -110,6 +111,7 @@ def child_loop(
         finally:
             _running["task"] = False
             shared[CURRENT] = 0
+        log_outcome(request.name, request.id, outcome)
         done += 1
         leaving = bool(max_tasks and done >= max_tasks) or bool(
             max_memory_kib and rss_kib() > max_memory_kib

@@ -147,7 +147,9 @@ class Worker:
 
         def run_job(payload: Any) -> Any:
             job_id, request = payload
-            return (job_id, execute(self.app, request, self.hostname), False)
+            outcome = execute(self.app, request, self.hostname)
+            outcomes.log_outcome(request.name, request.id, outcome)
+            return (job_id, outcome, False)
 
         return make_pool(
             self.options.pool,

@@ -40,12 +40,9 @@ class LostRuns:
         return count
 
 
-def finish(worker: Worker, held: Held, outcome: Outcome) -> None:
-    """Log and announce a task the pool finished, then ack or reject its message."""
-    request = held.request
-    name, task_id = request.name, request.id
-    worker.processed[name] += 1
-    events = worker.events
+def log_outcome(name: str, task_id: str, outcome: Outcome) -> None:
+    """Log how a task ended, where it ran (a prefork pool process logs its own, as Celery's
+    do: `INFO/ForkPoolWorker-1] Task ... succeeded in ...`; threads and solo, the worker)."""
     if outcome.state == states.SUCCESS:
         tasklines.info(
             logger,
@@ -55,9 +52,6 @@ def finish(worker: Worker, held: Held, outcome: Outcome) -> None:
             outcome.runtime_s,
             outcome.result_repr,
         )
-        events.task(
-            "task-succeeded", uuid=task_id, result=outcome.result_repr, runtime=outcome.runtime_s
-        )
     elif outcome.state == states.RETRY:
         logger.info(
             "Task %s[%s] retry: Retry in %ss: %s",
@@ -65,12 +59,6 @@ def finish(worker: Worker, held: Held, outcome: Outcome) -> None:
             task_id,
             outcome.retry_when,
             outcome.exception_repr,
-        )
-        events.task(
-            "task-retried",
-            uuid=task_id,
-            exception=outcome.exception_repr,
-            traceback=outcome.traceback,
         )
     elif outcome.state == states.FAILURE:
         logger.error(
@@ -80,6 +68,26 @@ def finish(worker: Worker, held: Held, outcome: Outcome) -> None:
             outcome.exception_repr,
             outcome.traceback or "",
         )
+
+
+def finish(worker: Worker, held: Held, outcome: Outcome) -> None:
+    """Announce a task the pool finished (log_outcome logged it), then ack or reject it."""
+    request = held.request
+    name, task_id = request.name, request.id
+    worker.processed[name] += 1
+    events = worker.events
+    if outcome.state == states.SUCCESS:
+        events.task(
+            "task-succeeded", uuid=task_id, result=outcome.result_repr, runtime=outcome.runtime_s
+        )
+    elif outcome.state == states.RETRY:
+        events.task(
+            "task-retried",
+            uuid=task_id,
+            exception=outcome.exception_repr,
+            traceback=outcome.traceback,
+        )
+    elif outcome.state == states.FAILURE:
         events.task(
             "task-failed",
             uuid=task_id,
