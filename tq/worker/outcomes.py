@@ -80,16 +80,9 @@ def finish(worker: Worker, held: Held, outcome: Outcome) -> None:
         events.task(
             "task-succeeded", uuid=task_id, result=outcome.result_repr, runtime=outcome.runtime_s
         )
-    elif outcome.state == states.RETRY:
+    elif outcome.state in (states.RETRY, states.FAILURE):
         events.task(
-            "task-retried",
-            uuid=task_id,
-            exception=outcome.exception_repr,
-            traceback=outcome.traceback,
-        )
-    elif outcome.state == states.FAILURE:
-        events.task(
-            "task-failed",
+            "task-retried" if outcome.state == states.RETRY else "task-failed",
             uuid=task_id,
             exception=outcome.exception_repr,
             traceback=outcome.traceback,
