@@ -54,6 +54,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="no cProfile: sample the main process with py-spy during the drain and print the "
         "functions with the most samples, their own and with their callees",
     )
+    parser.add_argument(
+        "--process",
+        choices=["main", "pool"],
+        default="main",
+        help="what --py-spy and --syscalls watch: the node's main process (default) or its "
+        "first pool process (which runs about half the tasks)",
+    )
     return parser.parse_args(argv)
 
 
@@ -87,8 +94,8 @@ def start_strace(pid: int, out: Path) -> subprocess.Popen:
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def print_syscalls(path: Path, tasks: int) -> None:
-    """Print strace -c's counts per task, most frequent first."""
+def print_syscalls(path: Path, tasks: int, watched: str) -> None:
+    """Print strace -c's counts per task of the whole drain, most frequent first."""
     counts = []
     for line in path.read_text().splitlines():
         fields = line.split()
@@ -96,7 +103,7 @@ def print_syscalls(path: Path, tasks: int) -> None:
         if len(fields) >= 5 and fields[3].isdigit() and fields[-1] != "total":
             counts.append((int(fields[3]), fields[-1]))
     total = sum(calls for calls, _ in counts)
-    print(f"system calls of the main process per task: {total / tasks:.2f}")
+    print(f"system calls of {watched} per task drained: {total / tasks:.2f}")
     for calls, name in sorted(counts, reverse=True):
         print(f"{calls / tasks:8.2f}  {name}")
 
@@ -107,7 +114,7 @@ def function_of(frame: str) -> str:
     return f"{name} ({where.rpartition('/')[2].partition(':')[0]})"
 
 
-def print_samples(path: Path, top: int) -> None:
+def print_samples(path: Path, top: int, watched: str) -> None:
     """Print the top functions of a collapsed-stack file: share of samples own and inclusive."""
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
@@ -120,7 +127,7 @@ def print_samples(path: Path, top: int) -> None:
         own[frames[-1]] = own.get(frames[-1], 0) + count
         for frame in set(frames):
             inclusive[frame] = inclusive.get(frame, 0) + count
-    print(f"{total:,} samples of the main process (py-spy, 500/s): own %, with callees %")
+    print(f"{total:,} samples of {watched} (py-spy, 500/s): own %, with callees %")
     for frame, count in sorted(own.items(), key=lambda item: -item[1])[:top]:
         print(f"{count / total:6.1%} {inclusive[frame] / total:6.1%}  {frame}")
 
@@ -149,10 +156,11 @@ def main(argv: list[str] | None = None) -> int:
             if done and started is None:
                 started, children = now, parent.children()
                 cpu_start = [cpu_seconds(p) for p in (parent, *children)]
+                watched = children[0].pid if args.process == "pool" and children else popen.pid
                 if args.py_spy:
-                    sampler = start_py_spy(popen.pid, run_dir / "main.spy")
+                    sampler = start_py_spy(watched, run_dir / "watched.spy")
                 elif args.syscalls:
-                    sampler = start_strace(popen.pid, run_dir / "main.strace")
+                    sampler = start_strace(watched, run_dir / "watched.strace")
             if done != progress:
                 progress, progress_at = done, now
             if popen.poll() is not None or now - progress_at > STALL_TIMEOUT_S:
@@ -183,11 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         system.counter.close()
         delete_run_queues(profile, queue_names=[run_queue_name(run_id, "tq")], run_id=run_id)
+    watched = "the first pool process" if args.process == "pool" else "the main process"
     if args.py_spy:
-        print_samples(run_dir / "main.spy", args.top)
+        print_samples(run_dir / "watched.spy", args.top, watched)
         return 0
     if args.syscalls:
-        print_syscalls(run_dir / "main.strace", args.tasks)
+        print_syscalls(run_dir / "watched.strace", args.tasks, watched)
         return 0
     if args.cpu_only:
         return 0
