@@ -23,52 +23,64 @@ def send_pickled(connection: Connection, payload: Any) -> None:
     connection.send_bytes(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
 
 
+class _Messages:
+    """What was read from a pool pipe so far, cut into messages as they complete."""
+
+    def __init__(self) -> None:
+        self._data = b""
+        self._start = 0
+
+    def add(self, chunk: bytes) -> None:
+        self._data = self._data[self._start :] + chunk
+        self._start = 0
+
+    def next(self) -> Any:
+        """The next complete message, or INCOMPLETE (a message may be None: "stop")."""
+        frame = _frame_at(self._data, self._start)
+        if frame is None:
+            return INCOMPLETE
+        body_start, end = frame
+        self._start = end
+        return pickle.loads(self._data[body_start:end])
+
+
+#: What _Messages.next returns until a whole message is there.
+INCOMPLETE = object()
+
+
 class PipeReader:
     """Reads the messages a child sent with send_pickled, as many as one read brings.
 
     Connection.recv makes two reads per message (its size, then its bytes) and the parent
     asked the pipe whether another one waits before each: four system calls per result. Here
     one read takes whatever the pipe holds (the hub calls again while more is there), and a
-    message split across reads waits in the buffer for its end.
+    message split across reads waits for its end.
     """
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         os.set_blocking(fd, False)
-        self._buffer = b""
+        self._messages = _Messages()
+        self._ended = False
 
     def read(self) -> list[Any]:
         """The messages complete now, oldest first; EOFError once the writer has gone and
         every message it sent was returned."""
-        chunks = [self._buffer]
-        while True:
+        while not self._ended:
             try:
                 chunk = os.read(self.fd, READ_CHUNK_BYTES)
             except BlockingIOError:
                 break
-            if not chunk:
-                if any(chunks) and self._complete(b"".join(chunks)):
-                    break  # the messages first; EOFError at the next read
-                raise EOFError("the pool process closed its result pipe")
-            chunks.append(chunk)
+            self._ended = not chunk
+            self._messages.add(chunk)
             if len(chunk) < READ_CHUNK_BYTES:
                 break  # the pipe is empty now: no read that would only say so
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         messages = []
-        start = 0
-        while True:
-            frame = _frame_at(data, start)
-            if frame is None:
-                break
-            body_start, end = frame
-            messages.append(pickle.loads(data[body_start:end]))
-            start = end
-        self._buffer = data[start:]
+        while (message := self._messages.next()) is not INCOMPLETE:
+            messages.append(message)
+        if self._ended and not messages:
+            raise EOFError("the pool process closed its result pipe")
         return messages
-
-    @staticmethod
-    def _complete(data: bytes) -> bool:
-        return _frame_at(data, 0) is not None
 
 
 class JobReader:
@@ -82,22 +94,16 @@ class JobReader:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self._buffer = b""
-        self._start = 0
+        self._messages = _Messages()
 
     def recv(self) -> Any:
         """The next job, waiting for it; EOFError once the parent closed the pipe."""
-        while True:
-            frame = _frame_at(self._buffer, self._start)
-            if frame is not None:
-                body_start, end = frame
-                self._start = end
-                return pickle.loads(self._buffer[body_start:end])
+        while (message := self._messages.next()) is INCOMPLETE:
             chunk = os.read(self.fd, READ_CHUNK_BYTES)
             if not chunk:
                 raise EOFError("the parent closed the job pipe")
-            self._buffer = self._buffer[self._start :] + chunk
-            self._start = 0
+            self._messages.add(chunk)
+        return message
 
 
 def _frame_at(data: bytes, start: int) -> tuple[int, int] | None:
