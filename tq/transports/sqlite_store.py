@@ -185,11 +185,11 @@ class BrokerStore:
         return [(tag, row[2]) for tag, row in zip(tags, rows, strict=True)]
 
     def _new_tags(self, count: int) -> list[str]:
-        """count delivery tags never used before: this process's random prefix and a counter
-        (a uuid4 each cost more than the rest of a claim's Python code). Zero-padded, a
-        process's tags sort in claim order, so the unacked table grows at one end and shrinks
-        at the other instead of splitting pages all over (claims ~8 % cheaper)."""
-        pid = os.getpid()
+        """count delivery tags never used before (inside a transaction): this process's random
+        prefix and a counter (a uuid4 each cost more than the rest of a claim's Python code).
+        Zero-padded, a process's tags sort in claim order, so the unacked table grows at one end
+        and shrinks at the other instead of splitting pages all over (claims ~8 % cheaper)."""
+        pid = self._connection_pid  # a claim's transaction has just checked it (_db)
         if self._tag_pid != pid:
             self._tag_pid, self._tag_prefix, self._tag_count = pid, uuid4().hex[:20], 0
         first = self._tag_count
