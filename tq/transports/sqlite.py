@@ -124,6 +124,7 @@ class Transport(virtual.Transport):
         self._hub_poller: HubPoller | None = None
         self._renewer: Any = None
         self._idle_backoff_s = MIN_POLL_BACKOFF_S
+        self._waits_after_drain: list[float | None] | None = None
 
     @property
     def store(self) -> BrokerStore:
@@ -194,15 +195,18 @@ class Transport(virtual.Transport):
             delivered += 1
         # Acks deferred since the last transaction are written before the hub sleeps, unless
         # a claim transaction (which writes them too) comes soon.
-        waits = self._consumer_waits()
+        waits = self._waits_after_drain = self._consumer_waits()
         if self._store is not None and not _claim_soon(waits, delivered):
             self._store.flush_acks()
         return delivered
 
     def consumers_wait_s(self) -> float | None:
         """None if some consumer could take a message now; else how long until one can (inf:
-        not before an ack frees prefetch room)."""
-        waits = self._consumer_waits()
+        not before an ack frees prefetch room). Right after drain_nowait (the hub poller's
+        question), its channels' waits are used rather than worked out a second time."""
+        waits, self._waits_after_drain = self._waits_after_drain, None
+        if waits is None:
+            waits = self._consumer_waits()
         if not waits or any(wait is None for wait in waits):
             return None
         return min(wait for wait in waits if wait is not None)
