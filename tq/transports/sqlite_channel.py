@@ -259,7 +259,10 @@ class Channel(virtual.Channel):
         no_ack = queue in self._no_ack_queues
         count = 1 if no_ack else self.claim_count()
         payloads = self._claim(queue, count=count, no_ack=no_ack) if count else []
-        if count and not no_ack:
+        if payloads and not no_ack:
+            # Only a claim that took messages starts the coalescing wait: one that found its
+            # queue empty wrote nothing (no transaction, so no deferred acks either), and must
+            # neither hold back the next queue's claim nor stand for a claim that is coming.
             self._last_claim_at = now
         if not payloads:
             if count:
