@@ -82,6 +82,14 @@ def make_connection(conf: Settings, url: str | None = None) -> Connection:
         raise ConfigError(f"cannot use broker URL {mask_url(url)!r}: {exc}") from None
 
 
+def _drop_connection(connection: Connection) -> None:
+    """Close the connection without talking to the broker; the next use connects again."""
+    try:
+        connection.collect()
+    except Exception:  # noqa: BLE001 - the error being handled is the one to report
+        logger.debug("closing a failed broker connection failed", exc_info=True)
+
+
 class Outgoing(NamedTuple):
     """A task message encoded for the wire, with where it goes and what runs around it."""
 
@@ -264,7 +272,15 @@ class Publisher:
             except (
                 *connection.recoverable_connection_errors,
                 *connection.recoverable_channel_errors,
-            ):
+            ) as exc:
+                if isinstance(exc, connection.recoverable_connection_errors):
+                    # kombu's ensure() tries once more on this connection before it connects
+                    # again: after a write that failed part-way, that retry's frames would
+                    # follow half a frame, and the broker could take the two for one message.
+                    # A new producer connects (under the same policy) when it is first used.
+                    _drop_connection(connection)
+                    declared.clear()
+                    producer = self._local.producer = Producer(connection, auto_declare=False)
                 failed = messages[min(sent.count, len(messages) - 1)]
                 if not failed.retry:
                     raise
@@ -272,6 +288,8 @@ class Publisher:
                 retrying(producer, declared, messages, sent)
         except (OperationalError, *connection.connection_errors) as exc:
             self._local.producer = None
+            _drop_connection(connection)  # what the last attempt left half-written goes too
+            declared.clear()
             unsent = f" ({sent.count} of {len(messages)} sent)" if len(messages) > 1 else ""
             raise BrokerUnavailable(
                 f"cannot publish to broker {mask_url(connection.as_uri())}{unsent}: {exc}"

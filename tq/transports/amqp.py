@@ -23,6 +23,7 @@ import errno
 import select
 import socket
 import struct
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -118,7 +119,29 @@ class ReadAheadTransport(TCPTransport):
         super()._setup_transport()
         self._received = b""
         self._start = 0  # offset of the first byte not yet framed
-        self._readable: Any = None  # a select.poll of the socket, made when first asked
+        # A select.poll of the socket per thread, made when first asked: CPython refuses a
+        # poll() on a poll object another thread is inside, and threads may share a connection.
+        self._readable = threading.local()
+
+    def write(self, s: Any) -> None:
+        """Write bytes to the socket; after a write that fails the connection is unusable.
+
+        py-amqp keeps a connection whose write timed out (or met EAGAIN), but sendall may
+        have sent part of the bytes: the next frame written would follow half a frame, and
+        the broker could read the two as one message with a body nobody published. The
+        socket is shut down instead (kept, as py-amqp's timeouts expect one): the broker drops
+        the half frame, and every later write or read fails as a lost connection.
+        """
+        try:
+            super().write(s)
+        except BaseException:
+            self.connected = False
+            if self.sock is not None:
+                try:
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            raise
 
     def may_have_frames(self) -> bool:
         """Whether bytes wait, in the buffer or the socket (a zero-timeout poll: no read)."""
@@ -127,10 +150,11 @@ class ReadAheadTransport(TCPTransport):
         sock = self.sock
         if sock is None:
             return True  # let the read say what is wrong
-        if self._readable is None:
-            self._readable = select.poll()
-            self._readable.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
-        return bool(self._readable.poll(0))
+        readable = getattr(self._readable, "poll", None)
+        if readable is None:
+            readable = self._readable.poll = select.poll()
+            readable.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(readable.poll(0))
 
     def _frame_size(self) -> int | None:
         """Bytes of the next frame (header, payload, end octet), once its header is buffered."""
