@@ -9,7 +9,7 @@ import pytest
 from kombu import Connection, Exchange, Queue
 from kombu.transport import redis as kombu_redis
 
-from tq.transports import TQ_REDIS_TRANSPORT, redis_channel
+from tq.transports import TQ_REDIS_TRANSPORT, redis_timing
 from tq.transports.redis_scripts import CLAIM_SCRIPT, ClaimCall, claim_args, claim_keys
 
 pytestmark = pytest.mark.timeout(60)
@@ -171,7 +171,7 @@ def test_a_no_ack_consumer_leaves_nothing_unacked(redis_url, redis_broker):
 
 def test_an_idle_consumer_is_woken_by_the_next_push(redis_url, redis_broker, monkeypatch):
     # No periodic claim within the test: only Redis's invalidation push can deliver.
-    monkeypatch.setattr(redis_channel, "IDLE_RECHECK_S", 600.0)
+    monkeypatch.setattr(redis_timing, "IDLE_RECHECK_S", 600.0)
     queue = direct_queue(redis_broker.q("idle"))
     received = []
     with connect(redis_url) as consumer_connection, connect(redis_url) as publisher:

@@ -17,6 +17,7 @@ direct exchange's bindings are reused before reading them again; 0 reads them on
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
@@ -80,10 +81,14 @@ class Poller(kombu_redis.MultiChannelPoller):
         return super().on_readable(fileno)
 
     def get(self, callback: Any, timeout: float | None = None) -> Any:
-        """Poll as kombu does, waking an idle consumer in time for its periodic claim."""
-        rechecks = [c.idle_recheck_s for c in self._channels if isinstance(c, Channel)]
-        if rechecks:
-            timeout = min(rechecks) if timeout is None else min(timeout, *rechecks)
+        """Poll as kombu does, waking a consumer in time for its periodic or held-back call."""
+        waits = []
+        for channel in self._channels:
+            if isinstance(channel, Channel):
+                held_s = channel.hold_wait_s()
+                waits.append(channel.idle_recheck_s if held_s is None else held_s)
+        if waits:
+            timeout = min(waits) if timeout is None else min(timeout, *waits)
         return super().get(callback, timeout=timeout)
 
 
@@ -101,6 +106,7 @@ class Transport(kombu_redis.Transport):
         self._loop: Any = None
         self._ticker: Any = None
         self._renewer: Any = None
+        self._wake_due: float | None = None
 
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
         """Consume under a kombu Hub: acks are written once per loop iteration from now on, and
@@ -137,6 +143,18 @@ class Transport(kombu_redis.Transport):
             except Exception as exc:  # never the loop's end: the next renewal tries again
                 # A lost Redis is noticed by the worker-heartbeat probe, which reconnects.
                 logger.warning("could not renew the claims of held messages: %r", exc)
+
+    def wake_at(self, due: float) -> None:
+        """Make the hub loop come round at monotonic time due (a claim held back till then)."""
+        now = time.monotonic()
+        pending = self._wake_due
+        if self._loop is None or (pending is not None and now <= pending <= due):
+            return  # a wake-up comes in time already
+        self._wake_due = due
+        self._loop.call_later(max(0.0, due - now), self._woken_up)
+
+    def _woken_up(self) -> None:
+        self._wake_due = None
 
     def keep_ticking(self, interval_s: float) -> None:
         """Make the hub loop come round at least every interval_s (for consumers that poll)."""

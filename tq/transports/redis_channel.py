@@ -38,6 +38,7 @@ from .redis_scripts import (
     pack_command,
     parse_claim_reply,
 )
+from .redis_timing import IDLE_POLL_S, CallTiming
 
 if TYPE_CHECKING:
     from .redis import Transport
@@ -46,14 +47,6 @@ logger = logging.getLogger("tq.transports.redis")
 
 #: Messages one claim takes for a consumer without a prefetch limit.
 CLAIM_BATCH_MAX = 16
-#: An idle consumer claims anyway after this long without a wake-up (a missed invalidation,
-#: a half-open connection: kombu's BRPOP times out after 1 s for the same reasons).
-IDLE_RECHECK_S = 1.0
-#: ... and this often where Redis refuses CLIENT TRACKING (an ACL without it): polling.
-IDLE_POLL_S = 0.05
-#: Under load an ack waits up to this long for the next claim to ride with; an idle consumer
-#: (no claim coming) writes it with the next hub tick.
-ACK_HOLD_S = 0.005
 #: The longest one Redis command waits for its reply (transport option socket_timeout; kombu's
 #: default is none). A Redis that went silent (its host gone, the TCP connection open) would
 #: otherwise block the worker's loop for ever in the next command it sends.
@@ -74,13 +67,10 @@ class Channel(RoutingChannel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._pending_acks: list[str] = []
-        self._acks_since = 0.0
         self._in_flight: ClaimCall | None = None
         self._lost_claims: list[str] = []
-        self._idle_since: float | None = None
-        self._woken = False
+        self._timing = CallTiming()
         self._tracked_sock: Any = None
-        self._tracking_refused = False
         self._use_eval = False
         self._last_score = 0.0
         self._no_ack_queues = set()
@@ -124,28 +114,26 @@ class Channel(RoutingChannel):
             return CLAIM_BATCH_MAX
         return qos.prefetch_count - (len(qos._delivered) - len(qos._dirty))
 
-    def _claim_due(self, free: int) -> bool:
-        if free <= 0 or not self.active_queues:
-            return False
-        prefetch = self.qos.prefetch_count
-        # Half the window at a time halves the claims; the other half keeps the pool busy.
-        if prefetch and free < max(1, prefetch // 2):
-            return False
-        if self._idle_since is None or self._woken:
-            return True
-        return time.monotonic() - self._idle_since >= self.idle_recheck_s
+    def hold_wait_s(self) -> float | None:
+        """Seconds until held-back acks or a held-back claim fall due; None if none is held."""
+        due = self._timing.hold_until(
+            pending_acks=bool(self._pending_acks),
+            consuming=bool(self.active_queues),
+            free=self._free_slots(),
+            prefetch=self.qos.prefetch_count,
+        )
+        return None if due is None else max(0.0, due - time.monotonic())
+
+    def _wake_when_due(self) -> None:
+        # Called from hub callbacks: the hub's next sleep is worked out before its tick.
+        wait_s = self.hold_wait_s()
+        if wait_s:
+            self.connection.wake_at(time.monotonic() + wait_s)
 
     @property
     def idle_recheck_s(self) -> float:
         """How long an idle consumer waits before it claims again without a wake-up."""
-        return IDLE_POLL_S if self._tracking_refused else IDLE_RECHECK_S
-
-    def _acks_due(self) -> bool:
-        if not self._pending_acks:
-            return False
-        if self._idle_since is not None or not self.active_queues:
-            return True  # no claim is coming to carry them
-        return time.monotonic() - self._acks_since >= ACK_HOLD_S
+        return self._timing.idle_recheck_s
 
     def _queue_keys(self, queues: list[str]) -> list[str]:
         return [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
@@ -176,7 +164,9 @@ class Channel(RoutingChannel):
         if self._lost_claims:
             self.recover_lost_claims()
         free = self._free_slots()
-        if not self._claim_due(free) and not self._acks_due():
+        timing, now, consuming = self._timing, time.monotonic(), bool(self.active_queues)
+        claim = consuming and timing.claim_due(free=free, prefetch=self.qos.prefetch_count, now=now)
+        if not claim and not (self._pending_acks and timing.acks_due(consuming=consuming, now=now)):
             return
         queues = list(self._queue_cycle.consume(len(self.active_queues))) if free > 0 else []
         acks = self._pending_acks[:ACKS_PER_CALL_MAX]
@@ -195,7 +185,8 @@ class Channel(RoutingChannel):
         self._in_poll = connection
         self._brpop_sent_at = time.monotonic()
         if call.claims:
-            self._woken = False
+            timing.woken = False
+            timing.last_claim_at = self._brpop_sent_at
 
     def _enable_tracking(self, connection: Any) -> None:
         connection._parser.set_invalidation_push_handler(self._on_invalidation)
@@ -206,7 +197,7 @@ class Channel(RoutingChannel):
         try:
             connection.read_response()
         except ResponseError as exc:
-            if not self._tracking_refused:
+            if not self._timing.polling:
                 logger.warning(
                     "Redis refused CLIENT TRACKING (%s): idle consumers poll every %.0f ms "
                     "instead of being woken; allow the command for this user, or set "
@@ -214,12 +205,12 @@ class Channel(RoutingChannel):
                     exc,
                     IDLE_POLL_S * 1000,
                 )
-            self._tracking_refused = True
+            self._timing.polling = True
             self.connection.keep_ticking(IDLE_POLL_S)
         self._tracked_sock = connection._sock
 
     def _on_invalidation(self, response: Any) -> Any:
-        self._woken = True
+        self._timing.woken = True
         return response
 
     def _read_pushes(self, connection: Any, *, buffered_only: bool = False) -> None:
@@ -242,18 +233,20 @@ class Channel(RoutingChannel):
         try:
             if call is None:
                 self._read_pushes(connection)
+                self._wake_when_due()
                 raise Empty()
             reply = self._read_reply(connection, call)
         finally:
             self._flush_brpop_reauth()
         pairs = parse_claim_reply(reply, call.queues)
         if call.claims:
-            self._idle_since = time.monotonic() if len(pairs) < call.count else None
+            self._timing.idle_since = time.monotonic() if len(pairs) < call.count else None
         try:
             self._deliver_claimed(pairs)
         finally:
             # Wake-ups behind the reply; if Redis is gone by now, what was delivered is held.
             self._read_pushes(connection, buffered_only=True)
+        self._wake_when_due()
         if not pairs:
             raise Empty()
         return True
@@ -364,18 +357,21 @@ class Channel(RoutingChannel):
             self._no_ack_queues.add(queue)
         else:
             self._no_ack_queues.discard(queue)
-        self._idle_since = None  # a new queue may hold messages: claim at once
+        self._timing.idle_since = None  # a new queue may hold messages: claim at once
         return super().basic_consume(queue, no_ack, *args, **kwargs)
 
     # -- acks --------------------------------------------------------------------------------
 
     def forget(self, tags: list[str]) -> None:
         """Remove acked tags from the unacked keys: with the next call under a hub, else now."""
-        if not self._pending_acks:
-            self._acks_since = time.monotonic()
+        first = not self._pending_acks
+        if first:
+            self._timing.acks_since = time.monotonic()
         self._pending_acks.extend(tags)
         if not self.connection.hub_driven:
             self.flush_acks()
+        elif first and self._in_flight is None:  # else the call's reply looks again
+            self._wake_when_due()
 
     def flush_acks(self) -> None:
         """Write every pending ack now, synchronously."""
