@@ -95,7 +95,11 @@ def test_what_the_parent_logged_is_on_disk_before_a_pool_process_gets_a_job(
     path = tmp_path / "worker.log"
     logs.setup_logging(logging.INFO, "%(message)s", str(path))
     on_disk_at_send: list[str] = []
-    pool = SimpleNamespace(send=lambda child, job_id, job: on_disk_at_send.append(path.read_text()))
+    pool = SimpleNamespace(
+        encode=lambda job: job,
+        can_wait=lambda encoded: True,
+        send=lambda child, job_id, job: on_disk_at_send.append(path.read_text()),
+    )
     worker = SimpleNamespace(
         pool=pool,
         active={},

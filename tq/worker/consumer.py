@@ -30,9 +30,10 @@ from .connection import (
 )
 from .executor import execute
 from .heartbeat import WorkerEvents
+from .inproc import make_pool
 from .limits import enforce_time_limits
 from .logs import defer_flushes, flush_deferred, reopen_log_files
-from .pool import Child, PreforkPool, make_pool
+from .pool import Child, PreforkPool
 from .request import Held, receive, receive_rules, received_event_fields
 from .shutdown import ShutdownSignals
 
@@ -331,11 +332,11 @@ class Worker:
             self.reserved.append(held)
             self.dispatch()
             return
+        # Logged before the hand-off, which writes the log out first: the pool process logs the
+        # task's end, which must come after this line.
+        _log_received(request, again)
         self.reserved.append(held)
         self.dispatch()
-        # Logged once the task is on its way to a pool process: the log line is not between a
-        # message's arrival and its task's start (and it still comes before the task's result).
-        _log_received(request, again)
 
     def drop_if_revoked(self, held: Held) -> bool:
         """Drop a request revoked or expired (stored, acked, announced); say whether it was."""
@@ -374,7 +375,8 @@ class Worker:
                 expected = bucket.expected_time(1)
                 wait_s = expected if wait_s is None else min(wait_s, expected)
                 continue
-            handoff.hand(self, held, child)
+            if not handoff.hand(self, held, child):
+                break
         self.reserved.extendleft(reversed(limited))
         if wait_s is not None and not self._rate_wakeup_pending:
             self._rate_wakeup_pending = True

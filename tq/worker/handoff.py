@@ -26,39 +26,46 @@ if TYPE_CHECKING:
 LONG_TASK_S = 0.1
 
 
-def hand(worker: Worker, held: Held, child: Child) -> None:
-    """Give a request to a child: it begins now if the child is free, else it waits its turn."""
+def hand(worker: Worker, held: Held, child: Child) -> bool:
+    """Give a request to a child: it begins now if the child is free, else it waits its turn.
+
+    False when it cannot go now: too large to wait in a busy child's pipe, with no child idle.
+    It is back at the head of the line then, and so is one whose child has just died.
+    """
+    pool = worker.pool
     job_id = worker.next_job_id()
-    held.job_id, held.child = job_id, child
+    try:
+        encoded = pool.encode((job_id, held.request))
+    except Exception as exc:  # noqa: BLE001 - what pickling raises: RecursionError, TypeError...
+        outcomes.fail_unsendable(worker, held, exc)
+        return True
+    if child.jobs and not pool.can_wait(encoded):
+        idle = pool.idle()
+        if not idle:
+            worker.reserved.appendleft(held)
+            return False
+        child = idle[0]
     begins_now = not child.jobs
-    if begins_now:
-        _begin(worker, held)
-    else:
-        worker.queued[job_id] = held
     # Whatever this process logged before the job is on disk before the pool process can run
     # it and log lines of its own to the same file (log lines are otherwise written once per
     # turn of the loop: logs.defer_flushes).
     flush_deferred()
     try:
-        worker.pool.send(child, job_id, (job_id, held.request))
+        pool.send(child, job_id, encoded)
     except BrokenPipeError:
-        # The child died an instant ago (its pipe is broken; its exit is handled once the
-        # loop reads the end of its result pipe): the job never reached it, so it goes back to
-        # the head of the line, unrun and uncounted. Not a broker error to reconnect for.
-        _take_back_unsent(worker, held, child, job_id)
-        return
+        # The child died an instant ago (its exit is handled once the loop reads the end of its
+        # result pipe): the job never reached it, so it goes back to the head of the line,
+        # unrun and uncounted. Not a broker error to reconnect for.
+        child.extra["retiring"] = True  # no more jobs for it: it is gone
+        worker.reserved.appendleft(held)
+        return True
+    held.job_id, held.child = job_id, child
     if begins_now:
+        _begin(worker, held)
         worker.events.task("task-started", uuid=held.request.id)
-
-
-def _take_back_unsent(worker: Worker, held: Held, child: Child, job_id: int) -> None:
-    if job_id in child.jobs:
-        child.jobs.remove(job_id)
-    worker.active.pop(job_id, None)
-    worker.queued.pop(job_id, None)
-    held.job_id = held.child = None
-    child.extra["retiring"] = True  # no more jobs for it: it is gone
-    worker.reserved.appendleft(held)
+    else:
+        worker.queued[job_id] = held
+    return True
 
 
 def _begin(worker: Worker, held: Held) -> None:
@@ -105,7 +112,15 @@ def on_exit(worker: Worker, child: Child) -> Held | None:
     """A child died: return the job it was running (if any); the ones waiting go back first."""
     running = None
     if child.jobs and child.jobs[0] in worker.active:
-        running = worker.active.pop(child.jobs.popleft())
+        job_id = child.jobs.popleft()
+        running = worker.active.pop(job_id)
+        if not worker.pool.was_read(child, job_id):
+            # Begun as far as the parent knew (its result came before), but the child died
+            # before it read the job: it never ran, and goes back first, unrun and uncounted.
+            _requeue_waiting(worker, child)
+            running.job_id = running.child = running.started_at = None
+            worker.reserved.appendleft(running)
+            return None
     _requeue_waiting(worker, child)
     return running
 

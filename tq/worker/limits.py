@@ -19,15 +19,16 @@ def enforce_time_limits(active: Iterable[Held], pool: Any, now: float) -> None:
         if held.started_at is None or held.child is None or held.job_id is None:
             continue
         elapsed = now - held.started_at
+        # A job's time runs from its hand-off; its pool process may still be reading it, and
+        # takes no signal until it runs it: then the next check tries again.
         if held.soft_time_limit and not held.soft_sent and elapsed >= held.soft_time_limit:
-            held.soft_sent = True
-            logger.warning(
-                "Soft time limit (%ss) exceeded for %s[%s]",
-                held.soft_time_limit,
-                held.request.name,
-                held.request.id,
-            )
-            pool.signal_job(held.child, held.job_id, signal.SIGUSR1)
+            held.soft_sent = pool.signal_job(held.child, held.job_id, signal.SIGUSR1)
+            if held.soft_sent:
+                logger.warning(
+                    "Soft time limit (%ss) exceeded for %s[%s]",
+                    held.soft_time_limit,
+                    held.request.name,
+                    held.request.id,
+                )
         if held.time_limit and not held.timed_out and elapsed >= held.time_limit:
-            held.timed_out = True
-            pool.signal_job(held.child, held.job_id, signal.SIGKILL)
+            held.timed_out = pool.signal_job(held.child, held.job_id, signal.SIGKILL)

@@ -177,6 +177,24 @@ def fail_lost_job(worker: Worker, held: Held, exitcode: int | None) -> None:
         held.ack()
 
 
+def fail_unsendable(worker: Worker, held: Held, error: Exception) -> None:
+    """A request no pool process can be given (pickling it failed): FAILURE, never run."""
+    request = held.request
+    worker.processed[request.name] += 1
+    logger.error(
+        "Task %s[%s] raised unexpected: its request cannot be passed to a pool process: %r",
+        request.name,
+        request.id,
+        error,
+    )
+    store(worker.app, request, error, states.FAILURE, None, worker.hostname)
+    worker.events.task("task-failed", uuid=request.id, exception=repr(error), traceback=None)
+    if held.acks_late and not held.acks_on_failure:
+        held.reject(requeue=False)
+    else:
+        held.ack()
+
+
 def _requeue_counted(worker: Worker, held: Held) -> None:
     """Requeue a task whose pool process died, its lost runs counted in a copy where it can be."""
     if held.acknowledged:

@@ -27,12 +27,16 @@ class _Messages:
     """What was read from a pool pipe so far, cut into messages as they complete."""
 
     def __init__(self) -> None:
-        self._data = b""
+        self._data = bytearray()
         self._start = 0
 
     def add(self, chunk: bytes) -> None:
-        self._data = self._data[self._start :] + chunk
-        self._start = 0
+        # Appending in place keeps a large message's reads linear (a job may be megabytes, read
+        # 64 KiB at a time); what was cut out already goes first, leaving at most one partial.
+        if self._start:
+            del self._data[: self._start]
+            self._start = 0
+        self._data += chunk
 
     def next(self) -> Any:
         """The next complete message, or INCOMPLETE (a message may be None: "stop")."""
@@ -106,7 +110,7 @@ class JobReader:
         return message
 
 
-def _frame_at(data: bytes, start: int) -> tuple[int, int] | None:
+def _frame_at(data: bytes | bytearray, start: int) -> tuple[int, int] | None:
     """(body start, end) of the message at start if data holds all of it, else None."""
     if len(data) - start < _SIZE.size:
         return None

@@ -1,4 +1,4 @@
-"""Pools that run requests: prefork (child processes), threads and solo (in the parent)."""
+"""The prefork pool: child processes forked from the worker; jobs and results travel over pipes."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import gc
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
-import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .pipes import PipeReader, send_pickled
+from .pipes import PipeReader
 
 logger = logging.getLogger("tq.worker")
 
@@ -24,6 +24,10 @@ CHILD_STOP_TIMEOUT_S = 5.0
 #: Jobs a pool process holds at once: the one it runs and one waiting in its pipe, so that it
 #: starts the next task without waiting for the parent to read the last result.
 PREFORK_DEPTH = 2
+
+#: A job larger than this waits in the parent for an idle pool process, not in a busy one's pipe
+#: (64 KiB on Linux): the parent's write would block its loop until the running task ended.
+WAITING_JOB_MAX_BYTES = 32768
 
 #: Slots of a child's shared words: the job it runs (0: none), the job a soft time limit signal
 #: is meant for, the last job it read (job ids only grow), then one slot per job it may hold for
@@ -201,11 +205,26 @@ class PreforkPool:
         """The child to hand the next job to: an idle one, else one with room in its pipe."""
         return least_loaded(self.children, self.depth)
 
-    def send(self, child: Child, job_id: int, payload: Any) -> None:
-        """Give a job to a child with a free slot; it runs after the jobs it already has."""
-        child.jobs.append(job_id)
+    @staticmethod
+    def encode(job: Any) -> bytes:
+        """The job as send() takes it: pickled (this raises for a request that cannot be)."""
+        return pickle.dumps(job, pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def can_wait(encoded: bytes) -> bool:
+        """Whether the job may wait in a busy child's pipe without blocking the parent."""
+        return len(encoded) <= WAITING_JOB_MAX_BYTES
+
+    def send(self, child: Child, job_id: int, encoded: bytes) -> None:
+        """Give an encoded job to a child with a free slot; it runs after the jobs it has."""
         assert child.job_writer is not None
-        send_pickled(child.job_writer, payload)
+        child.job_writer.send_bytes(encoded)
+        child.jobs.append(job_id)
+
+    @staticmethod
+    def was_read(child: Child, job_id: int) -> bool:
+        """Whether the child read the job (ran it, or began to): false for one still in its pipe."""
+        return bool(child.shared[LAST_READ] >= job_id)
 
     def signal_child(self, child: Child, signum: int) -> None:
         """Send a signal to one child, ignoring one that has just exited."""
@@ -316,119 +335,3 @@ def _parent_fds(child: Child) -> list[int]:
         if conn is not None:
             fds.append(conn.fileno())
     return fds
-
-
-class ThreadPool:
-    """Threads in the worker process: for I/O-bound tasks that release the GIL."""
-
-    name = "threads"
-    depth = 1
-
-    def __init__(
-        self,
-        *,
-        size: int,
-        run_job: Callable[[Any], Any],
-        on_result: ResultCallback,
-        call_soon: Callable[..., Any],
-    ) -> None:
-        self.size = size
-        self.run_job = run_job
-        self.on_result = on_result
-        self.call_soon = call_soon
-        self.children = [Child(index=i + 1, pid=os.getpid()) for i in range(size)]
-
-    def start(self) -> None:
-        return None
-
-    def idle(self) -> list[Child]:
-        return [child for child in self.children if not child.busy]
-
-    def free_child(self) -> Child | None:
-        return least_loaded(self.children, self.depth)
-
-    def send(self, child: Child, job_id: int, payload: Any) -> None:
-        child.jobs.append(job_id)
-
-        def work() -> None:
-            result = self.run_job(payload)
-            self.call_soon(self.on_result, child, result)
-
-        threading.Thread(target=work, name=f"ThreadPoolWorker-{child.index}", daemon=True).start()
-
-    def signal_child(self, child: Child, signum: int) -> None:
-        logger.warning("the threads pool cannot terminate a running task; it will finish")
-
-    def signal_job(self, child: Child, job_id: int, signum: int) -> bool:
-        self.signal_child(child, signum)
-        return True
-
-    def take_back(self, child: Child, job_id: int) -> bool:
-        return False
-
-    def check_alive(self) -> None:
-        return None
-
-    def grow(self, count: int) -> None:
-        start = len(self.children)
-        self.children += [Child(index=start + i + 1, pid=os.getpid()) for i in range(count)]
-        self.size += count
-
-    def shrink(self, count: int) -> int:
-        idle = self.idle()[: min(count, len(self.children) - 1)]
-        for child in idle:
-            self.children.remove(child)
-        self.size -= len(idle)
-        return len(idle)
-
-    def stop(self, *, kill: bool = False) -> None:
-        return None
-
-    def pids(self) -> list[int]:
-        return [os.getpid()]
-
-
-class SoloPool(ThreadPool):
-    """Runs each task in the worker's own loop, one at a time."""
-
-    name = "solo"
-
-    def __init__(
-        self,
-        *,
-        run_job: Callable[[Any], Any],
-        on_result: ResultCallback,
-        call_soon: Callable[..., Any],
-    ) -> None:
-        super().__init__(size=1, run_job=run_job, on_result=on_result, call_soon=call_soon)
-
-    def send(self, child: Child, job_id: int, payload: Any) -> None:
-        child.jobs.append(job_id)
-        self.call_soon(lambda: self.on_result(child, self.run_job(payload)))
-
-
-def make_pool(
-    kind: str,
-    *,
-    size: int,
-    child_main: Callable[..., None],
-    run_job: Callable[[Any], Any],
-    on_result: ResultCallback,
-    on_exit: ExitCallback,
-    add_reader: Callable[..., Any],
-    remove_reader: Callable[[int], Any],
-    call_soon: Callable[..., Any],
-) -> Any:
-    """Return a pool of the kind -P names."""
-    if kind == "prefork":
-        return PreforkPool(
-            size=size,
-            child_main=child_main,
-            on_result=on_result,
-            on_exit=on_exit,
-            add_reader=add_reader,
-            remove_reader=remove_reader,
-        )
-    if kind == "threads":
-        return ThreadPool(size=size, run_job=run_job, on_result=on_result, call_soon=call_soon)
-    return SoloPool(run_job=run_job, on_result=on_result, call_soon=call_soon)
