@@ -104,3 +104,35 @@ def test_a_job_split_across_reads_is_read_whole(pipe) -> None:
     writer.close()
     assert jobs.recv() == (1, big)
     os.waitpid(pid, 0)
+
+
+def test_an_error_handling_one_result_does_not_lose_the_others_or_the_child(pipe) -> None:
+    """An error raised while handling a result (a broker write failing) reaches the loop once
+    every result read is handled; the child is not taken for dead."""
+    from tq.worker.pool import Child, PreforkPool
+
+    reader, writer = pipe
+    for job_id in (1, 2):
+        send_pickled(writer, (job_id, "outcome", False))
+    handled: list[int] = []
+    exits: list[Child] = []
+
+    def on_result(child: Child, result) -> None:
+        handled.append(result[0])
+        if result[0] == 1:
+            raise ConnectionResetError("the broker went away while acking")
+
+    pool = PreforkPool(
+        size=0,
+        child_main=lambda *args: None,
+        on_result=on_result,
+        on_exit=exits.append,
+        add_reader=lambda *args: None,
+        remove_reader=lambda fd: None,
+    )
+    child = Child(index=1, pid=0, result_reader=reader, results=PipeReader(reader.fileno()))
+    pool.children.append(child)
+    with pytest.raises(ConnectionResetError):
+        pool._on_readable(child)
+    assert handled == [1, 2]
+    assert exits == [] and not child.exited and child in pool.children

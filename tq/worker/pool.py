@@ -164,13 +164,24 @@ class PreforkPool:
         if child.result_reader is None or child.results is None:
             return
         try:
-            for result in child.results.read():
-                self.on_result(child, result)
-                if child.result_reader is None:
-                    return  # on_result forgot the child (it left)
-        except (EOFError, OSError):
+            results = child.results.read()
+        except (EOFError, OSError):  # the child is gone
             self._forget(child)
             self.on_exit(child)
+            return
+        # Every result read is accounted for (else the parent would count the job as running
+        # for ever) before an error from handling one goes on to the loop: an OSError from a
+        # broker write there is the connection's, not a sign the child died.
+        failure: Exception | None = None
+        for result in results:
+            try:
+                self.on_result(child, result)
+            except Exception as exc:
+                failure = failure or exc
+            if child.result_reader is None:
+                break  # on_result forgot the child (it left)
+        if failure is not None:
+            raise failure
 
     def _forget(self, child: Child) -> None:
         if child.exited:
