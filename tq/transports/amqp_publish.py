@@ -94,4 +94,8 @@ class FrameWriter:
 def _short_string(value: Any) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8", "surrogatepass")
-    return bytes(value or b"")
+    if not value:  # py-amqp writes '' for None (and any false value)
+        return b""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    raise TypeError(f"an exchange or routing key must be str or bytes, not {type(value).__name__}")
