@@ -299,6 +299,15 @@ class FreezableProxy:
         for client, upstream in self.pairs:
             self.frozen += [client, upstream]
 
+    def drop_frozen(self) -> None:
+        """Close the silenced connections at both ends: what they held never arrives (the
+        broker's host is back, its old connections gone); new connections pass."""
+        self.freeze_new = False
+        frozen, self.frozen = self.frozen, []
+        for sock in frozen:
+            with contextlib.suppress(OSError):
+                sock.close()
+
     def close(self) -> None:
         self.stopped.set()
         for client, upstream in self.pairs:

@@ -161,6 +161,8 @@ class Channel(RoutingChannel):
 
     def _brpop_start(self, timeout: Any = None) -> None:
         """Send the next script call on the consuming connection if there is work for it."""
+        if self._in_flight is not None:  # its connection was dropped: its acks go again
+            self._on_call_lost()
         if self._lost_claims:
             self.recover_lost_claims()
         free = self._free_slots()
@@ -286,6 +288,12 @@ class Channel(RoutingChannel):
         self._pending_acks[:0] = call.acks
         if call.claims:
             self._lost_claims.append(call.score)
+
+    def _on_connection_disconnect(self, connection: Any) -> None:
+        # kombu drops a silent consuming connection (its health check): a call on it is lost.
+        if self._in_poll is connection:
+            self._on_call_lost()
+        super()._on_connection_disconnect(connection)
 
     def abandon_call(self) -> None:
         """Give up on the reply to our call (its connection is gone): acks again, claim back."""
@@ -436,8 +444,7 @@ class Channel(RoutingChannel):
 
 def _holds_bytes(connection: Any, *, buffered_only: bool) -> bool:
     """Whether redis-py has bytes to read: in its parser's buffer, or (unless buffered_only)
-    in the socket. can_read tries the socket too: three system calls to find it empty. A
-    parser that cannot tell without it (hiredis's) is always asked that way."""
+    in the socket (can_read: three system calls to find it empty; hiredis's parser always)."""
     buffer = getattr(connection._parser, "_buffer", None) if buffered_only else None
     unread_bytes = getattr(buffer, "unread_bytes", None)
     return bool(connection.can_read(timeout=0) if unread_bytes is None else unread_bytes())

@@ -38,7 +38,12 @@ if nacks > 0 then
 end
 local flags = 5 + nacks
 local function fields(item)
-  local message = cjson.decode(item)
+  local ok, message = pcall(cjson.decode, item)
+  if not ok then
+    -- Redis's cjson refuses a lone surrogate escape (Python's json writes one for a string
+    -- decoded with surrogateescape); the fields read here never hold one.
+    message = cjson.decode((string.gsub(item, '\\\\u[dD][89a-fA-F]%x%x', '\\\\ufffd')))
+  end
   local properties = message['properties']
   local info = properties['delivery_info']
   return properties['delivery_tag'], cjson.encode(info['exchange']),
