@@ -233,3 +233,16 @@ def loaded(*names):
     import sys
 
     return [name for name in names if name in sys.modules]
+
+
+@app.task
+def begin_end(name, seconds):
+    """Records `name:begin`, sleeps, then records `name:end`: whether it ran to the end."""
+    record(f"{name}:begin")
+    time.sleep(seconds)
+    record(f"{name}:end")
+
+
+@app.task(rate_limit="4/s")
+def rated(name):
+    record(name)

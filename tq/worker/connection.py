@@ -22,8 +22,6 @@ logger = logging.getLogger("tq.worker")
 
 #: Back-off between attempts to reach a broker that is down.
 RECONNECT_DELAYS_S = (0.5, 1, 2, 4, 8, 16)
-#: How often a worker waiting to reconnect looks at its signals.
-WAIT_STEP_S = 0.05
 #: Heartbeat checks per negotiated interval (Celery's broker_heartbeat_checkrate).
 HEARTBEAT_CHECKS_PER_INTERVAL = 2.0
 #: Once shutdown begins, the longest one read or write on the broker's socket may wait.
@@ -77,10 +75,27 @@ def bound_broker_waits(connection: Connection | None) -> None:
         sock.settimeout(SHUTDOWN_BROKER_WAIT_S)
 
 
+class StoppedWhileConnecting(Exception):
+    """A stop was asked for while the worker waited to reach the broker."""
+
+
+class BrokerUnreachable(Exception):
+    """The broker did not answer within the attempts the settings allow."""
+
+
 def connect_with_retry(
-    app: App, *, keep_trying: Callable[[], bool], on_wait: Callable[[], None]
+    app: App, *, first: bool, keep_trying: Callable[[], bool], on_wait: Callable[[], None]
 ) -> Connection:
-    """Connect to the broker, retrying with back-off (broker_connection_max_retries) while wanted."""
+    """Connect to the broker, retrying with back-off while wanted and allowed.
+
+    Retrying follows Celery's settings: broker_connection_retry_on_startup (first connection)
+    or broker_connection_retry (after a loss) switch it off, broker_connection_max_retries
+    bounds it (0 or None: for ever). on_wait runs while it waits (the worker turns its event
+    loop there: results, time limits and signals are handled), each call waiting a moment.
+    """
+    conf = app.conf
+    retry = conf.broker_connection_retry_on_startup if first else conf.broker_connection_retry
+    limit = (conf.broker_connection_max_retries or None) if retry else 0
     delays = iter(RECONNECT_DELAYS_S)
     attempt = 0
     while True:
@@ -91,10 +106,15 @@ def connect_with_retry(
             return connection
         except (OperationalError, OSError, *connection.connection_errors) as exc:
             connection.release()
+            if limit is not None and attempt >= limit:
+                setting = "broker_connection_max_retries" if retry else (
+                    "broker_connection_retry_on_startup" if first else "broker_connection_retry"
+                )
+                raise BrokerUnreachable(
+                    f"Cannot connect to {connection.as_uri()}: {exc} "
+                    f"(gave up after {attempt + 1} attempt(s), as {setting} says)"
+                ) from exc
             attempt += 1
-            limit = app.conf.broker_connection_max_retries
-            if limit is not None and attempt > limit:
-                raise
             delay = next(delays, RECONNECT_DELAYS_S[-1])
             logger.error(
                 "consumer: Cannot connect to %s: %s. Trying again in %.1f seconds...",
@@ -104,10 +124,9 @@ def connect_with_retry(
             )
             deadline = time.monotonic() + delay
             while time.monotonic() < deadline and keep_trying():
-                time.sleep(WAIT_STEP_S)
                 on_wait()
             if not keep_trying():
-                raise ConnectionAbortedError("stopped while connecting") from exc
+                raise StoppedWhileConnecting("stopped while connecting") from exc
 
 
 def recoverable_errors(connection: Any) -> tuple[type[BaseException], ...]:

@@ -22,6 +22,8 @@ from . import control, eta, handoff, outcomes, shutdown, tasklines
 from .acks import BatchedAcks
 from .child import child_loop
 from .connection import (
+    BrokerUnreachable,
+    StoppedWhileConnecting,
     connect_with_retry,
     keep_heartbeats,
     preload_broker_modules,
@@ -107,6 +109,8 @@ class Worker:
         self.acks: BatchedAcks | None = None
         self._control_consumer: Any = None
         self._hub: Hub | None = None
+        self._loop: Any = None  # the hub's loop (a generator), made on first turn
+        self.gave_up = False  # the broker stayed unreachable (BrokerUnreachable): exit 1
         self.pool: Any = None
 
     @property
@@ -165,22 +169,50 @@ class Worker:
         )
 
     def _build_hub(self) -> Hub:
+        """A new event loop with no broker in it: the pool, signals and housekeeping.
+
+        Made at start and each time a connection is dropped: what the connection had put in
+        the old one (its sockets, heartbeats, ETA timers, a rate-limit wake-up) goes with it.
+        """
+        old = self._hub
         hub = Hub()
         set_event_loop(hub)
         self._hub = hub
+        self._loop = None
+        self._rate_wakeup_pending = False
         if self.pool is not None and isinstance(self.pool, PreforkPool):
             for child in self.pool.children:
                 if child.result_reader is not None:
                     hub.add_reader(child.result_reader.fileno(), self.pool._on_readable, child)
+        deliver = getattr(self.pool, "deliver", None)  # in-process pools: work done meanwhile
+        if deliver is not None:
+            hub.call_soon(deliver)
         hub.add_reader(self.signals.reader, self.signals.on_wakeup)
         hub.call_repeatedly(HOUSEKEEPING_INTERVAL_S, self._housekeeping)
         hub.on_tick.add(flush_deferred)
+        if old is not None:
+            _retire(old)
         return hub
+
+    def _turn(self) -> None:
+        """One turn of the event loop: due callbacks and timers, then I/O (waiting until the
+        next timer at most, HOUSEKEEPING_INTERVAL_S)."""
+        if self._loop is None:
+            self._loop = self.hub.create_loop()
+        try:
+            next(self._loop)
+        except StopIteration:
+            self._loop = None
+        if self.state == WARM and not self.active and not self.queued:
+            self.state = STOPPED
 
     # -- connection --------------------------------------------------------------------------
 
     def _start_consuming(self) -> None:
         connection = self.connection
+        # Put back by a pool process that died or retired while the broker was away: the
+        # broker has given those messages back to their queue already.
+        self.reserved.clear()
         channel = connection.channel()
         if connection.transport.driver_type == "amqp":
             self.acks = BatchedAcks(channel)
@@ -202,6 +234,7 @@ class Worker:
             self._control_consumer = control.listen(self, connection)
         self.hub.call_repeatedly(HEARTBEAT_INTERVAL_S, self.events.heartbeat)
         self.hub.propagate_errors = connection.connection_errors + connection.channel_errors
+        self._loop = None  # a loop reads propagate_errors once, when it is made
         connection.transport.register_with_event_loop(connection.connection, self.hub)
         keep_heartbeats(self.hub, connection)
 
@@ -225,6 +258,7 @@ class Worker:
             with contextlib.suppress(Exception):
                 self.connection.collect()
         self.connection = None
+        self._build_hub()
 
     def update_qos(self) -> None:
         if self.task_consumer is not None:
@@ -244,19 +278,22 @@ class Worker:
             self._run_loop()
         finally:
             shutdown.finish(self)
-        return self.exit_code
+        return 1 if self.gave_up and not self.exit_code else self.exit_code
 
     def _run_loop(self) -> None:
+        """Connect, consume, and reconnect after a loss; while there is no broker the loop
+        still turns (results, time limits, signals), and a warm stop lets the running tasks
+        finish without one."""
         announced = False
         while self.state != STOPPED:
             try:
-                if self.connection is None:
+                if self.connection is None and self.state == RUNNING:
                     self.connection = connect_with_retry(
                         self.app,
+                        first=not announced,
                         keep_trying=lambda: self.state == RUNNING,
-                        on_wait=self.signals.on_wakeup,
+                        on_wait=self._turn,
                     )
-                    self._build_hub()
                     self._start_consuming()
                     restore_orphans(self._orphaned_channels)
                     if not announced:
@@ -264,27 +301,36 @@ class Worker:
                         logger.info("%s ready.", self.hostname)
                         sdnotify.ready(f"{self.hostname} consuming {len(self.queues)} queue(s)")
                         announced = True
-                loop = self.hub.create_loop()
                 # Log lines are written once per turn of the loop (before it waits), not one
                 # write per line; outside the loop (connecting, stopping) each is written at once.
                 defer_flushes(True)
                 try:
-                    while self.state != STOPPED:
-                        next(loop)
-                        if self.state == WARM and not self.active and not self.queued:
-                            self.state = STOPPED
+                    while self.state != STOPPED and (
+                        self.connection is not None or self.state != RUNNING
+                    ):
+                        self._turn()
                 finally:
                     defer_flushes(False)
-            except ConnectionAbortedError:
-                self.state = STOPPED
+            except StoppedWhileConnecting:
+                pass  # a warm stop: the loop above lets the running tasks finish
+            except BrokerUnreachable as exc:
+                logger.critical("consumer: %s. Stopping.", exc)
+                self.gave_up = True
+                self.request_stop(cold=False, reason="broker unreachable")
             except recoverable_errors(self.connection) as exc:
-                if self.state != RUNNING:
-                    self.state = STOPPED
-                    break
-                logger.error(
-                    "consumer: Connection to broker lost: %r. Trying to re-establish the connection...",
-                    exc,
-                )
+                if self.state == RUNNING:
+                    logger.error(
+                        "consumer: Connection to broker lost: %r. "
+                        "Trying to re-establish the connection...",
+                        exc,
+                    )
+                else:
+                    logger.warning(
+                        "consumer: Connection to broker lost while stopping: %r. "
+                        "Waiting for %d running task(s) without it.",
+                        exc,
+                        len(self.active) + len(self.queued),
+                    )
                 self._drop_connection()
 
     def request_stop(self, *, cold: bool, reason: str = "") -> None:
@@ -353,7 +399,7 @@ class Worker:
 
     def dispatch(self) -> None:
         """Hand reserved requests to pool processes with room (idle ones first)."""
-        if self.state != RUNNING:
+        if self.state != RUNNING or self.connection is None:
             return
         if self.queued and (self.behind_long_task or not self.reserved):
             handoff.rebalance(self)
@@ -428,6 +474,17 @@ class Worker:
     def discard_revoked(self, held: Held) -> None:
         """Drop a held request that was revoked."""
         outcomes.discard_revoked(self, held, "revoked")
+
+
+def _retire(hub: Hub) -> None:
+    """Free a dropped hub's poller and waker (file descriptors): each reconnection makes a new
+    hub, and a broker that comes and goes for days must not use them up."""
+    with contextlib.suppress(Exception):
+        hub._close_poller()
+    waker = getattr(hub, "_waker", None)
+    if waker is not None:
+        with contextlib.suppress(Exception):
+            waker.close()
 
 
 def _log_received(request: Any, again: bool) -> None:

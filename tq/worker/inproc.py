@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,10 @@ class ThreadPool:
         self.on_result = on_result
         self.call_soon = call_soon
         self.children = [Child(index=i + 1, pid=os.getpid()) for i in range(size)]
+        # Results wait here for the loop, not in the loop's callbacks: the worker makes a new
+        # loop when it loses the broker, and a result left in the old one would hold its
+        # thread's slot for ever. The new loop calls deliver() first.
+        self._finished: deque[tuple[Child, Any]] = deque()
 
     def start(self) -> None:
         return None
@@ -55,10 +60,16 @@ class ThreadPool:
         child.jobs.append(job_id)
 
         def work() -> None:
-            result = self.run_job(payload)
-            self.call_soon(self.on_result, child, result)
+            self._finished.append((child, self.run_job(payload)))
+            self.call_soon(self.deliver)
 
         threading.Thread(target=work, name=f"ThreadPoolWorker-{child.index}", daemon=True).start()
+
+    def deliver(self) -> None:
+        """Hand finished jobs' results to on_result, in the loop's thread."""
+        while self._finished:
+            child, result = self._finished.popleft()
+            self.on_result(child, result)
 
     def signal_child(self, child: Child, signum: int) -> None:
         logger.warning("the threads pool cannot terminate a running task; it will finish")
@@ -105,10 +116,18 @@ class SoloPool(ThreadPool):
         call_soon: Callable[..., Any],
     ) -> None:
         super().__init__(size=1, run_job=run_job, on_result=on_result, call_soon=call_soon)
+        self._waiting: deque[tuple[Child, Any]] = deque()  # run by deliver(), in the loop
 
     def send(self, child: Child, job_id: int, payload: Any) -> None:
         child.jobs.append(job_id)
-        self.call_soon(lambda: self.on_result(child, self.run_job(payload)))
+        self._waiting.append((child, payload))
+        self.call_soon(self.deliver)
+
+    def deliver(self) -> None:
+        """Run the jobs handed over before this call, one after another (each reports at once)."""
+        for _ in range(len(self._waiting)):
+            child, payload = self._waiting.popleft()
+            self.on_result(child, self.run_job(payload))
 
 
 def make_pool(

@@ -1,0 +1,132 @@
+"""Fault: the broker goes away while a worker has tasks running, or is stopping.
+
+The worker keeps turning its loop without a broker: results come in, time limits hold, a warm
+stop lets the running tasks end (it used to kill them after 5 s), a thread's result is not lost
+with the old loop, and a rate-limited task still runs after the reconnection. Giving up follows
+Celery's settings (broker_connection_max_retries, broker_connection_retry_on_startup).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from tests.conftest import ledger_lines, make_broker_env, reset_test_app, wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def lost_broker(own_redis, tmp_path, monkeypatch):
+    """A broker env whose broker is this test's own redis-server (results on the shared one)."""
+    state = make_broker_env("redis", tmp_path, monkeypatch)
+    url = f"{own_redis.url}/0"
+    monkeypatch.setenv("TQ_BROKER_URL", url)
+    state.env["TQ_BROKER_URL"] = url
+    reset_test_app()
+    yield state
+    reset_test_app()
+
+
+def test_a_warm_stop_lets_the_running_task_end_when_the_broker_goes_away(
+    lost_broker, own_redis, start_worker, tasks
+):
+    worker = start_worker("-c", "1")
+    tasks.begin_end.apply_async(("long", 8), ignore_result=True)
+    assert wait_until(lambda: "long:begin" in ledger_lines(lost_broker))
+    worker.process.send_signal(signal.SIGTERM)
+    worker.wait_for_log("Warm shutdown")
+    own_redis.stop()
+    worker.wait_for_log("Connection to broker lost while stopping", timeout=15)
+    assert worker.stop(sig=0, timeout=30) == 0, worker.log()
+    assert ledger_lines(lost_broker) == ["long:begin", "long:end"], worker.log()
+
+
+def test_a_warm_stop_while_reconnecting_lets_the_running_task_end(
+    lost_broker, own_redis, start_worker, tasks
+):
+    worker = start_worker("-c", "1")
+    tasks.begin_end.apply_async(("long", 8), ignore_result=True)
+    assert wait_until(lambda: "long:begin" in ledger_lines(lost_broker))
+    own_redis.stop()
+    worker.wait_for_log("Cannot connect to", timeout=15)
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.stop(sig=0, timeout=30) == 0, worker.log()
+    assert ledger_lines(lost_broker) == ["long:begin", "long:end"], worker.log()
+    assert "Warm shutdown" in worker.log()
+
+
+def test_hard_time_limits_hold_while_the_broker_is_away(
+    lost_broker, own_redis, start_worker, tasks
+):
+    worker = start_worker("-c", "1", "--time-limit", "2")
+    tasks.begin_end.apply_async(("stuck", 30), ignore_result=True)
+    assert wait_until(lambda: "stuck:begin" in ledger_lines(lost_broker))
+    own_redis.stop()
+    begun = time.monotonic()
+    worker.wait_for_log("Hard time limit (2.0s) exceeded", timeout=10)
+    assert time.monotonic() - begun < 6, worker.log()
+    assert "Connection to broker lost" in worker.log()
+
+
+def test_a_thread_that_ends_while_the_broker_is_away_frees_its_slot(
+    lost_broker, own_redis, start_worker, tasks
+):
+    worker = start_worker("-P", "threads", "-c", "1")
+    tasks.begin_end.apply_async(("during", 1.5), ignore_result=True)
+    assert wait_until(lambda: "during:begin" in ledger_lines(lost_broker))
+    own_redis.stop()
+    assert wait_until(lambda: "during:end" in ledger_lines(lost_broker), timeout=10)
+    time.sleep(1.0)  # the result reaches the worker's loop while it has no broker
+    own_redis.start()
+    worker.wait_for_reconnection(lost_within=10)
+    reset_test_app()
+    tasks.begin_end.apply_async(("after", 0), ignore_result=True)
+    assert wait_until(lambda: "after:end" in ledger_lines(lost_broker), timeout=20), worker.log()
+
+
+def test_rate_limited_tasks_run_after_a_reconnection(lost_broker, own_redis, start_worker, tasks):
+    names = [f"r{i}" for i in range(12)]
+    for name in names:
+        tasks.rated.apply_async((name,), ignore_result=True)
+    worker = start_worker("-c", "2")
+    # Lost while the rate limit holds most of them back (4/s: 3 s for all twelve).
+    assert wait_until(lambda: len(ledger_lines(lost_broker)) >= 2, timeout=10)
+    own_redis.stop()
+    worker.wait_for_log("Connection to broker lost", timeout=10)
+    own_redis.start()
+    worker.wait_for_reconnection(lost_within=10)
+    assert wait_until(lambda: set(names) <= set(ledger_lines(lost_broker)), timeout=20), (
+        sorted(set(names) - set(ledger_lines(lost_broker))),
+        worker.log(),
+    )
+
+
+def test_the_worker_gives_up_after_broker_connection_max_retries(
+    lost_broker, own_redis, start_worker
+):
+    worker = start_worker(
+        "-c", "1", env={"TQ_TEST_CONF": json.dumps({"broker_connection_max_retries": 2})}
+    )
+    own_redis.stop()
+    assert worker.stop(sig=0, timeout=30) == 1, worker.log()
+    log = worker.log()
+    assert "gave up after 3 attempt(s), as broker_connection_max_retries says" in log, log
+    assert log.count("Trying again in") == 2, log
+
+
+def test_no_retry_on_startup_stops_the_worker_at_once(lost_broker, own_redis, start_worker):
+    own_redis.stop()
+    worker = start_worker(
+        "-c",
+        "1",
+        env={"TQ_TEST_CONF": json.dumps({"broker_connection_retry_on_startup": False})},
+        ready=False,
+    )
+    assert worker.stop(sig=0, timeout=30) == 1, worker.log()
+    log = worker.log()
+    assert "as broker_connection_retry_on_startup says" in log, log
+    assert "Trying again in" not in log and " ready." not in log, log
