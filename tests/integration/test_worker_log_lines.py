@@ -80,3 +80,24 @@ def test_task_lines_follow_a_rotated_log_file(redis_broker, start_worker, tasks)
         assert f"[{result.id}] received" in new, new
         assert f"[{result.id}] succeeded in" in new, (new, old[-2000:])
         assert result.id not in old
+
+
+def test_a_warm_stop_right_after_a_task_restores_nothing_on_redis(
+    redis_broker, start_worker, tasks
+):
+    # The task's ack may still wait to be written when TERM comes: it is written, and the
+    # acked message is neither counted nor restored ("Restoring 1 unacknowledged message(s)"
+    # used to appear after every quick stop, with nothing to restore).
+    import redis
+
+    worker = start_worker("-c", "1")
+    for done in range(1, 6):
+        tasks.noop.apply_async(ignore_result=True)
+        assert wait_until(lambda n=done: worker.log().count("succeeded in") >= n, timeout=10)
+    assert worker.stop() == 0
+    assert "Restoring" not in worker.log(), worker.log()
+    client = redis.Redis.from_url(redis_broker.env["TQ_BROKER_URL"])
+    try:
+        assert client.llen(redis_broker.queue) == 0
+    finally:
+        client.close()

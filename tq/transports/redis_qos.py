@@ -88,6 +88,7 @@ class QoS(kombu_redis.QoS):
         if not self.restore_at_shutdown or not self.channel.do_restore:
             state.restored = True
             return
+        self._flush()  # acked but not yet forgotten here: not counted, nor restored
         try:
             if state or self.channel.holds_unacked_work():
                 logger.info("Restoring %d unacknowledged message(s)", len(state))
