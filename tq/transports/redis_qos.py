@@ -74,8 +74,9 @@ class QoS(kombu_redis.QoS):
                 self.restore_by_tag(tag, client=connected)
                 del self._delivered[tag]
 
-    def restore_unacked_once(self, stderr: Any = None) -> None:
-        """Restore everything held once; if Redis is unreachable, keep it held for a retry.
+    def restore_unacked_once(self, stderr: Any = None) -> bool:
+        """Restore everything held once; if Redis is unreachable, keep it held for a retry
+        (and return False).
 
         kombu marks the channel restored even when the restore failed, which leaves the
         messages to the visibility timeout (an hour by default); tq's worker calls this again
@@ -84,10 +85,10 @@ class QoS(kombu_redis.QoS):
         self._on_collect.cancel()
         state = self._delivered
         if getattr(state, "restored", False):
-            return
+            return True
         if not self.restore_at_shutdown or not self.channel.do_restore:
             state.restored = True
-            return
+            return True
         self._flush()  # acked but not yet forgotten here: not counted, nor restored
         try:
             if state or self.channel.holds_unacked_work():
@@ -100,5 +101,6 @@ class QoS(kombu_redis.QoS):
                 len(state),
                 exc,
             )
-            return
+            return False
         state.restored = True
+        return True

@@ -140,14 +140,19 @@ def restore_orphans(channels: list[Any]) -> None:
     """Requeue what channels of a lost connection still held unacked (Redis, embedded broker).
 
     AMQP servers do this themselves when a connection dies; kombu's Redis transport would wait
-    for the visibility timeout (an hour by default).
+    for the visibility timeout (an hour by default). A channel whose restore fails (the broker
+    went away again) stays in `channels`, for the next reconnection.
     """
+    failed = []
     while channels:
         channel = channels.pop()
         restore = getattr(getattr(channel, "qos", None), "restore_unacked_once", None)
         if restore is None:
             continue
         try:
-            restore()
-        except Exception as exc:  # the visibility timeout still brings them back
+            if restore() is False:  # tq's Redis QoS: Redis did not answer, kept for a retry
+                failed.append(channel)
+        except Exception as exc:  # noqa: BLE001 - tried again after the next reconnection
             logger.warning("could not requeue the messages of the lost connection: %r", exc)
+            failed.append(channel)
+    channels.extend(failed)
