@@ -52,6 +52,11 @@ class QoS(kombu_redis.QoS):
             self.channel.forget([delivery_tag])
         virtual.QoS.ack(self, delivery_tag)
 
+    def give_back(self, delivery_tag: str) -> None:
+        """Requeue a message unrun at the head of its queue (its consumer stops)."""
+        self.restore_by_tag(delivery_tag, leftmost=False)
+        virtual.QoS.ack(self, delivery_tag)
+
     def renew_leases(self) -> int:
         """Mark every message held here as claimed now (only those still unacked in Redis)."""
         tags = list(self._delivered)

@@ -57,6 +57,27 @@ class Held:
         except Exception as exc:
             logger.warning("could not reject %s[%s]: %r", self.request.name, self.request.id, exc)
 
+    def give_back(self) -> None:
+        """Requeue the message unrun, first in line where the transport can put it there.
+
+        A stop gives back what it holds unrun. A reject requeues at the back of a Redis queue
+        (kombu's choice, so that a rejected message does not come straight back), which would
+        move a stopping worker's prefetched messages behind everything sent since; tq's Redis
+        transport puts them back at the head, as kombu's restore on close and RabbitMQ do.
+        """
+        qos = getattr(getattr(self.message, "channel", None), "qos", None)
+        give_back = getattr(qos, "give_back", None)
+        if give_back is None:
+            self.reject(requeue=True)
+            return
+        if self.acknowledged:
+            return
+        self.acknowledged = True
+        try:
+            give_back(self.message.delivery_tag)
+        except Exception as exc:  # unacked in the broker still: restored on close, or later
+            logger.warning("could not requeue %s[%s]: %r", self.request.name, self.request.id, exc)
+
 
 @dataclass(frozen=True)
 class ReceiveRules:

@@ -70,8 +70,8 @@ def stop_consuming(worker: Worker) -> None:
             worker.task_consumer.cancel()
         except Exception as exc:
             logger.debug("consumer cancel failed: %r", exc)
-    waiting = handoff.take_back_all(worker)
-    unrun = list(worker.reserved) + list(worker.eta_held) + waiting
+    waiting = handoff.take_back_all(worker)  # handed out before the reserved ones: older
+    unrun = waiting + list(worker.reserved) + list(worker.eta_held)
     if worker.broker_silent:
         # Each give-back would wait socket_timeout for nothing; Redis keeps them as unacked,
         # and workers requeue them once this one's claims are older than visibility_timeout.
@@ -87,8 +87,8 @@ def stop_consuming(worker: Worker) -> None:
             len(unrun),
         )
     else:
-        for held in unrun:
-            held.reject(requeue=True)
+        for held in reversed(unrun):  # each goes to the head of its queue: the oldest last
+            held.give_back()
     worker.reserved.clear()
     worker.eta_held.clear()
 
@@ -122,8 +122,8 @@ def finish(worker: Worker) -> None:
             for held in worker.active.values():
                 if held.acks_late:
                     held.reject(requeue=True)
-            for held in worker.queued.values():  # never acked: the next worker runs them
-                held.reject(requeue=True)
+            for held in reversed(worker.queued.values()):  # never begun: first in line again
+                held.give_back()
     if worker.pool is not None:
         worker.pool.stop(kill=cold)
     if worker.broker_silent:
