@@ -9,6 +9,7 @@ Celery's settings (broker_connection_max_retries, broker_connection_retry_on_sta
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 
@@ -130,3 +131,92 @@ def test_no_retry_on_startup_stops_the_worker_at_once(lost_broker, own_redis, st
     log = worker.log()
     assert "as broker_connection_retry_on_startup says" in log, log
     assert "Trying again in" not in log and " ready." not in log, log
+
+
+def _open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_term_while_reconnecting_is_acted_on_at_once(lost_broker, own_redis, start_worker):
+    # kombu's ensure_connection(max_retries=1) is two tries with a 2 s sleep between them,
+    # during which the loop did not turn: a TERM waited up to 2 s for each attempt.
+    worker = start_worker("-c", "1")
+    own_redis.stop()
+    worker.wait_for_log("Cannot connect to", timeout=15)
+    time.sleep(0.8)  # inside the attempts, past the first back-off
+    sent = time.monotonic()
+    worker.process.send_signal(signal.SIGTERM)
+    assert wait_until(lambda: "Warm shutdown" in worker.log(), timeout=10, interval=0.02)
+    acted_s = time.monotonic() - sent
+    assert worker.stop(sig=0, timeout=30) == 0, worker.log()
+    assert acted_s < 1.0, f"TERM acted on after {acted_s:.2f} s\n{worker.log()}"
+
+
+def test_a_hard_time_limit_is_on_time_while_reconnecting(
+    lost_broker, own_redis, start_worker, tasks
+):
+    worker = start_worker("-c", "1", "--time-limit", "1")
+    tasks.begin_end.apply_async(("stuck", 30), ignore_result=True)
+    assert wait_until(lambda: "stuck:begin" in ledger_lines(lost_broker), interval=0.02)
+    begun = time.monotonic()
+    own_redis.stop()
+    assert wait_until(
+        lambda: "Hard time limit (1.0s) exceeded" in worker.log(), timeout=10, interval=0.02
+    ), worker.log()
+    late_s = time.monotonic() - begun
+    assert late_s < 1.7, f"enforced {late_s:.2f} s after the task began\n{worker.log()}"
+
+
+def test_reconnecting_leaves_no_redis_sockets_open(lost_broker, own_redis, start_worker):
+    # The dropped connection's channels kept their sockets to the old Redis (CLOSE_WAIT),
+    # three more at each reconnection, until the garbage collector found the channels.
+    worker = start_worker("-c", "1")
+    counts = []
+    for connected in range(2, 7):
+        own_redis.stop()
+        worker.wait_for_log("Cannot connect to", timeout=15)
+        own_redis.start()
+        assert wait_until(
+            lambda n=connected: worker.log().count("Connected to") >= n, timeout=30
+        ), worker.log()
+        time.sleep(0.5)
+        counts.append(_open_fds(worker.pid))
+    assert counts[-1] <= counts[0] + 2, counts
+
+
+def _refused_queue(name: str) -> None:
+    """Declare `name` with arguments the worker does not ask for: its declare is refused
+    (PRECONDITION_FAILED) on every connection."""
+    from kombu import Connection
+
+    with Connection("amqp://guest:guest@127.0.0.1:5672//", connect_timeout=2) as connection:
+        connection.channel().queue_declare(
+            name, durable=False, auto_delete=False, arguments={"x-max-length": 7}
+        )
+
+
+def test_a_queue_the_broker_refuses_does_not_make_a_reconnect_loop(amqp_broker, start_worker):
+    # A connection lost right after it was made counts as a failed attempt: the worker backs
+    # off (it used to reconnect ~250 times a second, never reading its signals).
+    _refused_queue(amqp_broker.queue)
+    worker = start_worker("-c", "1", ready=False)
+    time.sleep(5.0)
+    log = worker.log()
+    assert 1 <= log.count("Connection to broker lost") <= 6, log[-2000:]
+    assert "PRECONDITION_FAILED" in log, log[-2000:]
+    assert worker.stop(timeout=10) == 0, worker.log()[-2000:]
+
+
+def test_a_refused_queue_gives_up_after_broker_connection_max_retries(
+    amqp_broker, start_worker
+):
+    _refused_queue(amqp_broker.queue)
+    worker = start_worker(
+        "-c",
+        "1",
+        env={"TQ_TEST_CONF": json.dumps({"broker_connection_max_retries": 2})},
+        ready=False,
+    )
+    assert worker.stop(sig=0, timeout=30) == 1, worker.log()
+    log = worker.log()
+    assert "gave up after 3 attempt(s), as broker_connection_max_retries says" in log, log

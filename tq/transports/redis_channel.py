@@ -15,6 +15,7 @@ What changes against kombu's Redis channel (everything else is inherited):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -294,6 +295,15 @@ class Channel(RoutingChannel):
         if self._in_poll is connection:
             self._on_call_lost()
         super()._on_connection_disconnect(connection)
+
+    def drop_sockets(self) -> None:
+        """Close this channel's sockets to Redis now: its connection was dropped, and a socket
+        whose peer is gone would stay open (CLOSE_WAIT) until the garbage collector found the
+        channel. A command it still sends (the restore of what it held) opens a new one."""
+        for pool in (self._pool, self._async_pool):  # kept: making one anew needs the connection
+            if pool is not None:
+                with contextlib.suppress(Exception):
+                    pool.disconnect()
 
     def abandon_call(self) -> None:
         """Give up on the reply to our call (its connection is gone): acks again, claim back."""

@@ -84,49 +84,54 @@ class BrokerUnreachable(Exception):
 
 
 def connect_with_retry(
-    app: App, *, first: bool, keep_trying: Callable[[], bool], on_wait: Callable[[], None]
+    app: App,
+    *,
+    first: bool,
+    failures: int = 0,
+    keep_trying: Callable[[], bool],
+    on_wait: Callable[[], None],
 ) -> Connection:
     """Connect to the broker, retrying with back-off while wanted and allowed.
 
     Retrying follows Celery's settings: broker_connection_retry_on_startup (first connection)
     or broker_connection_retry (after a loss) switch it off, broker_connection_max_retries
-    bounds it (0 or None: for ever). on_wait runs while it waits (the worker turns its event
-    loop there: results, time limits and signals are handled), each call waiting a moment.
+    bounds it (0 or None: for ever). `failures` counts connections lost again right after they
+    were made (a queue the broker refuses to declare, say): each counts as a failed attempt,
+    so the worker backs off instead of reconnecting in a tight loop. on_wait runs while it
+    waits (the worker turns its event loop there: results, time limits and signals are
+    handled), each call waiting a moment.
     """
     conf = app.conf
     retry = conf.broker_connection_retry_on_startup if first else conf.broker_connection_retry
     limit = (conf.broker_connection_max_retries or None) if retry else 0
-    delays = iter(RECONNECT_DELAYS_S)
-    attempt = 0
+    attempt = failures
+    reason = "The connection was lost right after it was made"
     while True:
-        connection = app.broker_connection()
-        try:
-            connection.ensure_connection(max_retries=1)
-            logger.info("Connected to %s", connection.as_uri())
-            return connection
-        except (OperationalError, OSError, *connection.connection_errors) as exc:
-            connection.release()
-            if limit is not None and attempt >= limit:
+        if attempt:
+            if limit is not None and attempt > limit:
                 setting = "broker_connection_max_retries" if retry else (
                     "broker_connection_retry_on_startup" if first else "broker_connection_retry"
                 )
                 raise BrokerUnreachable(
-                    f"Cannot connect to {connection.as_uri()}: {exc} "
-                    f"(gave up after {attempt + 1} attempt(s), as {setting} says)"
-                ) from exc
-            attempt += 1
-            delay = next(delays, RECONNECT_DELAYS_S[-1])
-            logger.error(
-                "consumer: Cannot connect to %s: %s. Trying again in %.1f seconds...",
-                connection.as_uri(),
-                exc,
-                delay,
-            )
+                    f"{reason} (gave up after {attempt} attempt(s), as {setting} says)"
+                )
+            delay = RECONNECT_DELAYS_S[min(attempt, len(RECONNECT_DELAYS_S)) - 1]
+            logger.error("consumer: %s. Trying again in %.1f seconds...", reason, delay)
             deadline = time.monotonic() + delay
             while time.monotonic() < deadline and keep_trying():
                 on_wait()
             if not keep_trying():
-                raise StoppedWhileConnecting("stopped while connecting") from exc
+                raise StoppedWhileConnecting("stopped while connecting")
+        connection = app.broker_connection()
+        try:
+            # One try, no retries: kombu's own retry sleeps (2 s) where nothing else runs.
+            connection.ensure_connection(max_retries=0)
+            logger.info("Connected to %s", connection.as_uri())
+            return connection
+        except (OperationalError, OSError, *connection.connection_errors) as exc:
+            connection.release()
+            attempt += 1
+            reason = f"Cannot connect to {connection.as_uri()}: {exc}"
 
 
 def recoverable_errors(connection: Any) -> tuple[type[BaseException], ...]:
@@ -155,4 +160,12 @@ def restore_orphans(channels: list[Any]) -> None:
         except Exception as exc:  # noqa: BLE001 - tried again after the next reconnection
             logger.warning("could not requeue the messages of the lost connection: %r", exc)
             failed.append(channel)
+        drop_sockets(channel)
     channels.extend(failed)
+
+
+def drop_sockets(channel: Any) -> None:
+    """Close a dropped connection's channel's sockets, where its transport can (tq's Redis)."""
+    drop = getattr(channel, "drop_sockets", None)
+    if drop is not None:
+        drop()

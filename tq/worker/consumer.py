@@ -25,6 +25,7 @@ from .connection import (
     BrokerUnreachable,
     StoppedWhileConnecting,
     connect_with_retry,
+    drop_sockets,
     keep_heartbeats,
     preload_broker_modules,
     recoverable_errors,
@@ -46,6 +47,10 @@ logger = logging.getLogger("tq.worker")
 
 #: How often the parent checks time limits and pool health.
 HOUSEKEEPING_INTERVAL_S = 0.1
+#: A connection lost sooner than this after it was made counts as a failed attempt to connect
+#: (connect_with_retry backs off), so a broker that refuses what the worker declares does not
+#: make it reconnect in a tight loop.
+STABLE_CONNECTION_S = 1.0
 
 RUNNING, WARM, COLD, STOPPED = "RUNNING", "WARM", "COLD", "STOPPED"
 
@@ -255,6 +260,9 @@ class Worker:
         self._control_consumer = None
         self.events.disconnect()
         if self.connection is not None:
+            transport = getattr(self.connection, "_transport", None)
+            for channel in list(getattr(transport, "channels", None) or ()):
+                drop_sockets(channel)
             with contextlib.suppress(Exception):
                 self.connection.collect()
         self.connection = None
@@ -285,15 +293,19 @@ class Worker:
         still turns (results, time limits, signals), and a warm stop lets the running tasks
         finish without one."""
         announced = False
+        failures = 0  # connections lost again right after they were made, in a row
+        connected_at = 0.0
         while self.state != STOPPED:
             try:
                 if self.connection is None and self.state == RUNNING:
                     self.connection = connect_with_retry(
                         self.app,
                         first=not announced,
+                        failures=failures,
                         keep_trying=lambda: self.state == RUNNING,
                         on_wait=self._turn,
                     )
+                    connected_at = time.monotonic()
                     self._start_consuming()
                     restore_orphans(self._orphaned_channels)
                     if not announced:
@@ -318,6 +330,8 @@ class Worker:
                 self.gave_up = True
                 self.request_stop(cold=False, reason="broker unreachable")
             except recoverable_errors(self.connection) as exc:
+                lasted_s = time.monotonic() - connected_at
+                failures = failures + 1 if lasted_s < STABLE_CONNECTION_S else 0
                 if self.state == RUNNING:
                     logger.error(
                         "consumer: Connection to broker lost: %r. "
