@@ -164,7 +164,8 @@ class Transport(virtual.Transport):
         super().close_connection(connection)
         if self._store is not None:
             self._store.close()
-            self._store = None
+            if not self._store.pending_acks:  # else kept: the next use writes them
+                self._store = None
 
     # -- polling ---------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ that transaction before the loop sleeps again): one transaction per poll, not tw
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ from .sqlite_store import BrokerStore
 
 if TYPE_CHECKING:
     from .sqlite import Transport
+
+logger = logging.getLogger("tq.transports.sqlite")
 
 #: Most messages one claim transaction takes for a consumer without a prefetch limit.
 CLAIM_BATCH_MAX = 16
@@ -66,18 +69,53 @@ class QoS(virtual.QoS):
         self.channel.on_capacity_freed()
 
     def restore_unacked(self) -> list[tuple[BaseException, Any]]:
-        """Put every message this channel holds (delivered or claimed) back at its queue's head."""
+        """Put every message this channel holds (delivered or claimed) back at its queue's head.
+
+        If the store refuses (locked past busy_timeout, a full disk), the messages stay held
+        here, for restore_unacked_once to try again; the errors are returned, as kombu expects.
+        """
         self._flush()
-        held = list(self._delivered.items())
-        self._delivered.clear()
-        tags = [tag for tag, _message in held] + self.channel.take_claimed_tags()
+        tags = list(self._delivered) + self.channel.claimed_tags()
         if not tags:
             return []
         try:
             self.channel.store.restore(tags)
         except Exception as exc:
-            return [(exc, message) for _tag, message in held]
+            return [(exc, message) for message in self._delivered.values()] or [(exc, None)]
+        self._delivered.clear()
+        self.channel.take_claimed_tags()
         return []
+
+    def restore_unacked_once(self, stderr: Any = None) -> bool:
+        """Restore everything held once; if the store refuses, keep it held for a retry and
+        return False.
+
+        kombu marks the channel restored even when the restore failed: the messages would stay
+        unacked under this process, which lives on (the worker reconnects), until it exits.
+        tq's worker calls this again once it has reconnected (restore_orphans).
+        """
+        self._on_collect.cancel()
+        self._flush()
+        state = self._delivered
+        if getattr(state, "restored", False):
+            return True
+        if not self.restore_at_shutdown or not self.channel.do_restore:
+            state.restored = True
+            return True
+        held = len(state) + len(self.channel.claimed_tags())
+        if held:
+            logger.info("Restoring %d unacknowledged message(s)", held)
+        errors = self.restore_unacked()
+        if errors:
+            logger.warning(
+                "could not requeue %d unacknowledged message(s) yet (%r): kept for a retry "
+                "after reconnecting, else they go back when this process exits",
+                held,
+                errors[0][0],
+            )
+            return False
+        state.restored = True
+        return True
 
     def restore_visible(self, *args: Any, **kwargs: Any) -> None:
         """Restore messages of dead holders and past the visibility timeout."""
@@ -97,6 +135,9 @@ class Channel(virtual.Channel):
 
     def __init__(self, connection: Transport, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)
+        # kombu forgets the transport when the channel closes; a restore that failed then
+        # (tried again after a reconnection) still needs its store.
+        self._transport = connection
         # no_ack consumers must not leave rows in the unacked table that nobody will ack.
         self._no_ack_queues: set[str] = set()
         # Claimed in a batch, not yet handed to the consumer: payloads per queue.
@@ -110,7 +151,7 @@ class Channel(virtual.Channel):
     @property
     def store(self) -> BrokerStore:
         """The transport's store (one SQLite connection per kombu Connection)."""
-        return self.connection.store
+        return self._transport.store
 
     def on_capacity_freed(self) -> None:
         """Tell the hub poller a prefetch slot may be free again."""
@@ -162,16 +203,27 @@ class Channel(virtual.Channel):
         wait_s = self.claim_wait_s()
         return wait_s if wait_s > 0 else None
 
-    def take_claimed_tags(self) -> list[str]:
-        """Forget the claimed, undelivered messages; return their tags (to restore them)."""
-        tags = [
+    def claimed_tags(self) -> list[str]:
+        """The tags of the claimed, undelivered messages."""
+        return [
             payload["properties"]["delivery_tag"]
             for claimed in self._claimed.values()
             for payload in claimed
             if "delivery_tag" in payload["properties"]
         ]
+
+    def take_claimed_tags(self) -> list[str]:
+        """Forget the claimed, undelivered messages; return their tags (to restore them)."""
+        tags = self.claimed_tags()
         self._claimed.clear()
         return tags
+
+    def drop_sockets(self) -> None:
+        """Close this process's handle on the broker file (its connection was dropped); a
+        later use (the restore of what this channel held) opens it again."""
+        store = self._transport._store
+        if store is not None:
+            store.close()
 
     def _claim(self, queue: str, *, count: int, no_ack: bool) -> list[dict]:
         rows = self.store.claim(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -16,8 +17,11 @@ from .sqlite_schema import (
     DEFAULT_BUSY_TIMEOUT_S,
     Holder,
     NewMessage,
+    database_error,
     open_broker_database,
 )
+
+logger = logging.getLogger("tq.transports.sqlite")
 
 _INSERT_AT_TAIL = """
 INSERT INTO messages (queue, priority, seq, payload, expires_at) VALUES (?1, ?2,
@@ -97,7 +101,7 @@ class BrokerStore:
     @contextmanager
     def _transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
         """Yield the connection inside BEGIN IMMEDIATE, committed FULL if durable else NORMAL."""
-        with self._lock:
+        with self._lock, self._damage_reported():
             db = self._db()
             synchronous = "FULL" if durable else "NORMAL"
             if synchronous != self._synchronous:
@@ -121,21 +125,46 @@ class BrokerStore:
             del self._deferred_acks[:acks]
 
     def _read(self, sql: str, parameters: Sequence[object] = ()) -> list[tuple]:
-        with self._lock:
+        with self._lock, self._damage_reported():
             return self._db().execute(sql, parameters).fetchall()
+
+    @contextmanager
+    def _damage_reported(self) -> Iterator[None]:
+        """Turn a damaged file's error (SQLITE_CORRUPT, SQLITE_NOTADB) into DataDirError: one
+        line naming the file and the fix, not a traceback; it is no connection error either."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            raise database_error(self.path, exc) from None
 
     def close(self) -> None:
         """Write deferred acks, then close this process's connection (a later call reopens it,
-        checkpointing in its commits)."""
+        checkpointing in its commits). Acks the file refuses now (locked past busy_timeout, a
+        full disk) stay pending: the next transaction, on a reopened connection, writes them."""
         self._stop_checkpointer()
         with self._lock:
             if self._connection is not None and self._connection_pid == os.getpid():
                 try:
                     self.flush_acks()
+                except sqlite3.Error as exc:
+                    logger.warning(
+                        "could not write %d ack(s) to the embedded broker yet (%r): kept for "
+                        "its next transaction",
+                        len(self._deferred_acks),
+                        exc,
+                    )
                 finally:
                     self._connection.close()
+            elif self._connection_pid != os.getpid():
+                self._deferred_acks.clear()  # another process's (inherited across fork)
             self._connection = None
-            self._deferred_acks.clear()
+
+    @property
+    def pending_acks(self) -> int:
+        """Acks deferred and not written yet."""
+        return len(self._deferred_acks)
 
     # -- messages ------------------------------------------------------------------------
 
@@ -379,3 +408,11 @@ def _move_back(db: sqlite3.Connection, tags: Sequence[str]) -> int:
             db.execute(_INSERT_AT_HEAD, rows[0])
             moved += 1
     return moved
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file is damaged or no database (not a lock, a full disk, a bug)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name:
+        return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+    return type(exc) is sqlite3.DatabaseError

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from kombu.exceptions import OperationalError
 
+from ..errors import DataDirError
 from ..transports import redis_client_identity
 
 if TYPE_CHECKING:
@@ -123,12 +124,15 @@ def connect_with_retry(
             if not keep_trying():
                 raise StoppedWhileConnecting("stopped while connecting")
         connection = app.broker_connection()
+        # At start a data dir the embedded broker cannot use is a mistake to report at once;
+        # later it is a passing state (a full disk) that retrying outlasts.
+        passing = () if first else (DataDirError,)
         try:
             # One try, no retries: kombu's own retry sleeps (2 s) where nothing else runs.
             connection.ensure_connection(max_retries=0)
             logger.info("Connected to %s", connection.as_uri())
             return connection
-        except (OperationalError, OSError, *connection.connection_errors) as exc:
+        except (OperationalError, OSError, *passing, *connection.connection_errors) as exc:
             connection.release()
             attempt += 1
             reason = f"Cannot connect to {connection.as_uri()}: {exc}"
