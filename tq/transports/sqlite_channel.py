@@ -219,10 +219,10 @@ class Channel(virtual.Channel):
         return tags
 
     def drop_sockets(self) -> None:
-        """Close this process's handle on the broker file (its connection was dropped); a
-        later use (the restore of what this channel held) opens it again."""
+        """Close the handle on the broker file that a restore after the connection was closed
+        opened again (closing the connection closes it otherwise, writing what it can)."""
         store = self._transport._store
-        if store is not None:
+        if self.connection is None and store is not None:  # kombu closed this channel
             store.close()
 
     def _claim(self, queue: str, *, count: int, no_ack: bool) -> list[dict]:
