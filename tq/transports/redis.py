@@ -57,7 +57,10 @@ class Poller(kombu_redis.MultiChannelPoller):
         return None if self.abandoned else super().maybe_reauth()
 
     def on_poll_start(self) -> None:
-        """Register consumers as kombu does, and give waiting acks a call of their own."""
+        """Register consumers as kombu does, and give waiting acks a call of their own (none
+        once abandoned: registering reconnects, and a silent Redis never answers)."""
+        if self.abandoned:
+            return
         super().on_poll_start()
         for channel in self._channels:
             if (
@@ -132,6 +135,11 @@ class Transport(kombu_redis.Transport):
         channels: list[Any] = list(self.channels or ())
         for channel in channels:
             channel.do_restore = False
+            # A reply half read when Redis went silent would hold the loop for socket_timeout:
+            # with the sockets closed, a read fails at once (the worker goes on without Redis).
+            drop = getattr(channel, "drop_sockets", None)
+            if drop is not None:
+                drop()
 
     def renew_leases(self) -> None:
         """Renew the leases of every tq channel's held messages (see redis_qos)."""

@@ -160,8 +160,15 @@ class Channel(RoutingChannel):
         verb, script = ("EVAL", CLAIM_SCRIPT) if self._use_eval else ("EVALSHA", CLAIM_SCRIPT_SHA)
         return [verb, script, len(keys), *keys, *args]
 
+    @property
+    def abandoned(self) -> bool:
+        """Whether Redis was found silent at shutdown (Transport.abandon): no more calls."""
+        return bool(getattr(getattr(self.connection, "cycle", None), "abandoned", False))
+
     def _brpop_start(self, timeout: Any = None) -> None:
         """Send the next script call on the consuming connection if there is work for it."""
+        if self.abandoned:
+            return
         if self._in_flight is not None:  # its connection was dropped: its acks go again
             self._on_call_lost()
         if self._lost_claims:
@@ -386,6 +393,8 @@ class Channel(RoutingChannel):
         if first:
             self._timing.acks_since = time.monotonic()
         self._pending_acks.extend(tags)
+        if self.connection is None:  # closed with its connection: a restore writes them first
+            return
         if not self.connection.hub_driven:
             self.flush_acks()
         elif first and self._in_flight is None:  # else the call's reply looks again
@@ -418,13 +427,20 @@ class Channel(RoutingChannel):
             self._lost_claims.pop(0)
 
     def close(self) -> None:
-        """Read a reply still on the wire, write pending acks, then close as kombu does."""
-        if self._in_flight is not None and not self.closed:
-            self._finish_call_on_close()
-        try:
-            self.flush_acks()
-        except self.connection_errors as exc:
-            logger.warning("could not write %d ack(s) on close: %r", len(self._pending_acks), exc)
+        """Read a reply still on the wire, write pending acks, then close as kombu does (none
+        of it once Redis was found silent: each would wait socket_timeout for nothing)."""
+        if not self.abandoned:
+            if self._in_flight is not None and not self.closed:
+                self._finish_call_on_close()
+            try:
+                self.flush_acks()
+            except self.connection_errors as exc:
+                logger.warning(
+                    "could not write %d ack(s) on close: %r", len(self._pending_acks), exc
+                )
+        else:  # nor kombu's last read and deletes of auto-delete fanout queues (bindings expire)
+            self._in_poll = None
+            self.auto_delete_queues.clear()
         super().close()
         self._disconnect_pools()  # the restore on close opened a pool again
 
