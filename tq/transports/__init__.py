@@ -32,6 +32,21 @@ TRANSPORT_CHOICES = ("tq", "kombu")
 SHOWN_SCHEMES = {TQ_REDIS_TRANSPORT: ("redis", "rediss"), TQ_AMQP_TRANSPORT: ("amqp", "amqps")}
 
 
+def restore_due(qos: Any) -> bool:
+    """The start of a channel's restore-once (kombu's QoS.restore_unacked_once): fold in the
+    acks, and say whether a restore is still to do (not done yet, restoring not switched off;
+    off counts as done). tq's QoS classes go on from here keeping what a failed restore held."""
+    qos._on_collect.cancel()
+    qos._flush()  # acked but not yet forgotten: not counted, nor restored
+    state = qos._delivered
+    if getattr(state, "restored", False):
+        return False
+    if not qos.restore_at_shutdown or not qos.channel.do_restore:
+        state.restored = True
+        return False
+    return True
+
+
 def register_transports() -> None:
     """Make kombu.Connection accept tq's URL schemes (sqlite://); safe to call repeatedly."""
     TRANSPORT_ALIASES.update(TQ_TRANSPORTS)

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
+from . import restore_due
+
 if TYPE_CHECKING:
     from .redis_channel import Channel
 
@@ -87,14 +89,9 @@ class QoS(kombu_redis.QoS):
         messages to the visibility timeout (an hour by default); tq's worker calls this again
         once it has reconnected (tq.worker.connection.restore_orphans).
         """
-        self._on_collect.cancel()
+        if not restore_due(self):
+            return True
         state = self._delivered
-        if getattr(state, "restored", False):
-            return True
-        if not self.restore_at_shutdown or not self.channel.do_restore:
-            state.restored = True
-            return True
-        self._flush()  # acked but not yet forgotten here: not counted, nor restored
         try:
             if state or self.channel.holds_unacked_work():
                 logger.info("Restoring %d unacknowledged message(s)", len(state))

@@ -23,6 +23,7 @@ from kombu.transport.base import to_rabbitmq_queue_arguments
 from kombu.utils.json import dumps
 
 from ..jsontext import loads
+from . import restore_due
 from .sqlite_schema import NewMessage
 from .sqlite_store import BrokerStore
 
@@ -94,14 +95,9 @@ class QoS(virtual.QoS):
         unacked under this process, which lives on (the worker reconnects), until it exits.
         tq's worker calls this again once it has reconnected (restore_orphans).
         """
-        self._on_collect.cancel()
-        self._flush()
+        if not restore_due(self):
+            return True
         state = self._delivered
-        if getattr(state, "restored", False):
-            return True
-        if not self.restore_at_shutdown or not self.channel.do_restore:
-            state.restored = True
-            return True
         held = len(state) + len(self.channel.claimed_tags())
         if held:
             logger.info("Restoring %d unacknowledged message(s)", held)
