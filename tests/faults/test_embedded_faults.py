@@ -148,3 +148,31 @@ def test_broker_file_corrupted_under_a_running_worker_gives_one_line_not_a_trace
     assert "Traceback" not in output, output[-2500:]
     assert worker.process.returncode is not None, output[-2500:]
     assert "is corrupt or not a SQLite file" in worker_stderr(worker), output[-2500:]
+
+
+def test_acks_a_locked_file_refused_are_written_after_reconnecting(
+    embedded, monkeypatch, start_worker, tasks
+):
+    """Tasks acked early whose acks were still waiting to be written when a lock held past
+    busy_timeout dropped the connection: the acks are written after the reconnection, so the
+    next worker does not run those tasks again once this one has stopped."""
+    monkeypatch.setenv("TQ_TEST_TRANSPORT_OPTIONS", json.dumps({"busy_timeout": 0.3}))
+    reset_test_app()
+    names = [f"e{i}" for i in range(40)]
+    for name in names:
+        tasks.begin_end.apply_async((name, 0.05), ignore_result=True)
+    worker = start_worker("-c", "1", "--prefetch-multiplier", "1")
+    assert wait_until(lambda: "e3:end" in ledger_lines(embedded), 15)
+    db = sqlite3.connect(broker_db(embedded), isolation_level=None, timeout=30)
+    db.execute("BEGIN IMMEDIATE")
+    time.sleep(1.5)
+    db.execute("ROLLBACK")
+    db.close()
+    ended = {f"{name}:end" for name in names}
+    assert wait_until(lambda: ended <= set(ledger_lines(embedded)), 30), worker.log()[-2000:]
+    assert worker.stop() == 0
+    successor = start_worker("-c", "1")
+    time.sleep(3.0)  # its sweep finds the stopped worker's rows at once (a dead holder)
+    begun = [line for line in ledger_lines(embedded) if line.endswith(":begin")]
+    twice = sorted(line for line in set(begun) if begun.count(line) > 1)
+    assert not twice, (twice, worker.log()[-2000:], successor.log()[-1000:])

@@ -77,10 +77,11 @@ class QoS(virtual.QoS):
         """
         self._flush()
         tags = list(self._delivered) + self.channel.claimed_tags()
-        if not tags:
-            return []
         try:
-            self.channel.store.restore(tags)
+            if tags:
+                self.channel.store.restore(tags)  # its transaction writes pending acks first
+            else:
+                self.channel.store.flush_acks()  # acks the dropped connection could not write
         except Exception as exc:
             return [(exc, message) for message in self._delivered.values()] or [(exc, None)]
         self._delivered.clear()

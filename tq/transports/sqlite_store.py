@@ -157,6 +157,7 @@ class BrokerStore:
                     )
                 finally:
                     self._connection.close()
+                    self._connection = None
             elif self._connection_pid != os.getpid():
                 self._deferred_acks.clear()  # another process's (inherited across fork)
             self._connection = None
