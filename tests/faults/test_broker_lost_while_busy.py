@@ -220,3 +220,29 @@ def test_a_refused_queue_gives_up_after_broker_connection_max_retries(
     assert worker.stop(sig=0, timeout=30) == 1, worker.log()
     log = worker.log()
     assert "gave up after 3 attempt(s), as broker_connection_max_retries says" in log, log
+
+
+def test_a_task_killed_while_broker_and_backend_are_away_does_not_hold_the_loop(
+    lost_broker, own_redis, monkeypatch, start_worker, tasks
+):
+    # Broker and result backend on the same Redis, which goes away: the FAILURE of a task its
+    # time limit killed is written once Redis is back (here, at the warm stop). Writing it at
+    # once held the loop while the backend waited for Redis (up to 30 s): no signals, no limits.
+    backend = f"{own_redis.url}/1"
+    monkeypatch.setenv("TQ_RESULT_BACKEND", backend)
+    reset_test_app()
+    worker = start_worker("-c", "1", "--time-limit", "1", env={"TQ_RESULT_BACKEND": backend})
+    result = tasks.begin_end.delay("stuck", 30)
+    assert wait_until(lambda: "stuck:begin" in ledger_lines(lost_broker), interval=0.02)
+    own_redis.stop()
+    worker.wait_for_log("Hard time limit (1.0s) exceeded", timeout=10)
+    sent = time.monotonic()
+    worker.process.send_signal(signal.SIGTERM)
+    assert wait_until(lambda: "Warm shutdown" in worker.log(), timeout=40, interval=0.02)
+    acted_s = time.monotonic() - sent
+    own_redis.start()
+    assert worker.stop(sig=0, timeout=60) == 0, worker.log()
+    assert acted_s < 1.0, f"TERM acted on after {acted_s:.2f} s\n{worker.log()}"
+    reset_test_app()
+    assert result.state == "FAILURE", worker.log()
+    assert "TimeLimitExceeded" in repr(result.result), result.result

@@ -105,6 +105,8 @@ class Worker:
         self.last_busy = time.monotonic()
         self.processed: Counter[str] = Counter()
         self.lost_runs = outcomes.LostRuns()
+        # States of tasks whose pool process died while the broker was away (store_soon).
+        self.pending_stores: list[tuple[Any, Exception, str]] = []
         self.broker_silent = False  # found at shutdown (shutdown.broker_silent)
         self.started_at = time.time()
         self._next_job_id = 1
@@ -308,6 +310,7 @@ class Worker:
                     connected_at = time.monotonic()
                     self._start_consuming()
                     restore_orphans(self._orphaned_channels)
+                    outcomes.store_pending(self)
                     if not announced:
                         self.events.online()
                         logger.info("%s ready.", self.hostname)

@@ -115,14 +115,7 @@ def fail_lost_job(worker: Worker, held: Held, exitcode: int | None) -> None:
             request.id,
             signal.Signals(held.terminated_by).name,
         )
-        store(
-            worker.app,
-            request,
-            TaskRevokedError("terminated"),
-            states.REVOKED,
-            None,
-            worker.hostname,
-        )
+        store_soon(worker, held, TaskRevokedError("terminated"), states.REVOKED)
         held.ack()
         worker.events.task(
             "task-revoked",
@@ -169,12 +162,29 @@ def fail_lost_job(worker: Worker, held: Held, exitcode: int | None) -> None:
                 f"(worker_lost_requeue_limit={limit})."
             )
         logger.error("Task %s[%s] raised unexpected: %r", request.name, request.id, error)
-    store(worker.app, request, error, states.FAILURE, None, worker.hostname)
+    store_soon(worker, held, error, states.FAILURE)
     worker.events.task("task-failed", uuid=request.id, exception=repr(error), traceback=None)
     if held.acks_late and not held.acks_on_failure:
         held.reject(requeue=False)
     else:
         held.ack()
+
+
+def store_soon(worker: Worker, held: Held, result: Exception, state: str) -> None:
+    """Store the state of a task whose pool process died; while the broker is away, once it is
+    back. The result backend is often the same server, gone too, and the write would hold the
+    loop (time limits, signals, results) for as long as it waits (up to 30 s)."""
+    if worker.connection is None:
+        worker.pending_stores.append((held.request, result, state))
+        return
+    store(worker.app, held.request, result, state, None, worker.hostname)
+
+
+def store_pending(worker: Worker) -> None:
+    """Write the states kept while the broker was away (store_soon)."""
+    while worker.pending_stores:
+        request, result, state = worker.pending_stores.pop(0)
+        store(worker.app, request, result, state, None, worker.hostname)
 
 
 def fail_unsendable(worker: Worker, held: Held, error: Exception) -> None:
@@ -187,7 +197,7 @@ def fail_unsendable(worker: Worker, held: Held, error: Exception) -> None:
         request.id,
         error,
     )
-    store(worker.app, request, error, states.FAILURE, None, worker.hostname)
+    store_soon(worker, held, error, states.FAILURE)
     worker.events.task("task-failed", uuid=request.id, exception=repr(error), traceback=None)
     if held.acks_late and not held.acks_on_failure:
         held.reject(requeue=False)

@@ -9,7 +9,7 @@ import os
 import signal
 from typing import TYPE_CHECKING, Any
 
-from . import handoff
+from . import handoff, outcomes
 from .connection import SHUTDOWN_BROKER_WAIT_S, bound_broker_waits
 
 if TYPE_CHECKING:
@@ -126,6 +126,8 @@ def finish(worker: Worker) -> None:
                 held.give_back()
     if worker.pool is not None:
         worker.pool.stop(kill=cold)
+    if worker.pending_stores:  # the broker never came back: the backend may answer still
+        outcomes.store_pending(worker)
     if worker.broker_silent:
         pass  # no acks, event or close that would wait in vain: exiting closes the sockets
     elif worker.connection is not None:
