@@ -140,6 +140,12 @@ def test_broker_file_corrupted_under_a_running_worker_gives_one_line_not_a_trace
         for offset in range(4096, path.stat().st_size, 4096):
             broker_file.seek(offset)
             broker_file.write(b"\xff" * 12)
+    # A write from another connection (page 1, left intact) makes the worker drop its page
+    # cache: its next transaction reads the damaged pages instead of the copies it kept.
+    writer = sqlite3.connect(path, isolation_level=None)
+    version = writer.execute("PRAGMA user_version").fetchone()[0]
+    writer.execute(f"PRAGMA user_version = {version}")
+    writer.close()
     try:
         worker.process.wait(timeout=15)
     except subprocess.TimeoutExpired:
