@@ -242,7 +242,7 @@ def test_a_task_killed_while_broker_and_backend_are_away_does_not_hold_the_loop(
     acted_s = time.monotonic() - sent
     own_redis.start()
     assert worker.stop(sig=0, timeout=60) == 0, worker.log()
-    assert acted_s < 1.0, f"TERM acted on after {acted_s:.2f} s\n{worker.log()}"
+    assert acted_s < 3.0, f"TERM acted on after {acted_s:.2f} s\n{worker.log()}"
     reset_test_app()
     assert result.state == "FAILURE", worker.log()
     assert "TimeLimitExceeded" in repr(result.result), result.result
