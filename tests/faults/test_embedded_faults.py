@@ -17,6 +17,8 @@ import pytest
 
 from tests.conftest import ledger_lines, make_broker_env, reset_test_app, wait_until
 
+from .tmpfs import fill, mounted_tmpfs
+
 pytestmark = pytest.mark.timeout(90)
 
 
@@ -27,6 +29,24 @@ def embedded(tmp_path, monkeypatch):
 
 def broker_db(env) -> Path:
     return Path(env.env["TQ_DATA_DIR"]) / "broker.db"
+
+
+def short_busy_timeout(monkeypatch) -> None:
+    """Clients and workers started after this give up on a lock after 0.3 s."""
+    monkeypatch.setenv("TQ_TEST_TRANSPORT_OPTIONS", json.dumps({"busy_timeout": 0.3}))
+    reset_test_app()
+
+
+def hold_write_lock(env, seconds: float) -> None:
+    """Keep the broker file's write lock from another connection for `seconds` (longer than
+    the short busy_timeout: whoever waits for it gives up)."""
+    db = sqlite3.connect(broker_db(env), isolation_level=None, timeout=30)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        time.sleep(seconds)
+        db.execute("ROLLBACK")
+    finally:
+        db.close()
 
 
 def worker_stderr(worker) -> str:
@@ -42,19 +62,13 @@ def test_failed_restore_after_lost_connection_strands_prefetched_messages(
     and is tried again after the reconnection. It used to be given up ("UNABLE TO RESTORE"):
     the messages stayed unacked under the worker's own live process, renewed by it, and never
     ran while it lived."""
-    monkeypatch.setenv("TQ_TEST_TRANSPORT_OPTIONS", json.dumps({"busy_timeout": 0.3}))
-    reset_test_app()
+    short_busy_timeout(monkeypatch)
     names = [f"m{i}" for i in range(12)]
     for name in names:
         tasks.late_sleep.apply_async((name, 0.5), ignore_result=True)
     worker = start_worker("-c", "1", "--prefetch-multiplier", "4")
     assert wait_until(lambda: "m0" in ledger_lines(embedded), 15)
-    # A writer that keeps the lock for 2 s (longer than the 0.3 s busy_timeout).
-    db = sqlite3.connect(broker_db(embedded), isolation_level=None, timeout=30)
-    db.execute("BEGIN IMMEDIATE")
-    time.sleep(2.0)
-    db.execute("ROLLBACK")
-    db.close()
+    hold_write_lock(embedded, 2.0)
     # 12 tasks of 0.5 s on one process: all done in ~8 s once the lock is free.
     done = wait_until(lambda: set(names) <= set(ledger_lines(embedded)), 20)
     stranded = (
@@ -69,33 +83,10 @@ def test_failed_restore_after_lost_connection_strands_prefetched_messages(
     )
 
 
-def _mount_tmpfs(path: Path, size: str) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tqreview", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for the data dir: {result.stderr.strip()}")
-
-
-def _fill(path: Path) -> None:
-    with open(path, "wb") as filler:
-        try:
-            while True:
-                filler.write(b"\0" * 65536)
-                filler.flush()
-        except OSError:
-            pass
-
-
 @pytest.fixture
 def small_data_dir(embedded):
-    data = Path(embedded.env["TQ_DATA_DIR"])
-    _mount_tmpfs(data, "3m")
-    yield data
-    subprocess.run(["umount", "-l", str(data)], check=False, capture_output=True)
+    with mounted_tmpfs(Path(embedded.env["TQ_DATA_DIR"]), 3 << 20) as data:
+        yield data
 
 
 def test_worker_survives_a_data_dir_that_is_full_for_a_moment(
@@ -110,9 +101,9 @@ def test_worker_survives_a_data_dir_that_is_full_for_a_moment(
         tasks.late_sleep.apply_async((name, 0.5), ignore_result=True)
     worker = start_worker("-c", "1", "--prefetch-multiplier", "4")
     assert wait_until(lambda: "a0" in ledger_lines(embedded), 15)
-    _fill(small_data_dir / "filler")
+    filler = fill(small_data_dir)
     time.sleep(3.0)
-    (small_data_dir / "filler").unlink()
+    filler.unlink()
     tasks.mark.apply_async(("after",), ignore_result=True)
     ran = wait_until(lambda: "after" in ledger_lines(embedded), 15)
     assert worker.process.poll() is None, (
@@ -162,18 +153,13 @@ def test_acks_a_locked_file_refused_are_written_after_reconnecting(
     """Tasks acked early whose acks were still waiting to be written when a lock held past
     busy_timeout dropped the connection: the acks are written after the reconnection, so the
     next worker does not run those tasks again once this one has stopped."""
-    monkeypatch.setenv("TQ_TEST_TRANSPORT_OPTIONS", json.dumps({"busy_timeout": 0.3}))
-    reset_test_app()
+    short_busy_timeout(monkeypatch)
     names = [f"e{i}" for i in range(40)]
     for name in names:
         tasks.begin_end.apply_async((name, 0.05), ignore_result=True)
     worker = start_worker("-c", "1", "--prefetch-multiplier", "1")
     assert wait_until(lambda: "e3:end" in ledger_lines(embedded), 15)
-    db = sqlite3.connect(broker_db(embedded), isolation_level=None, timeout=30)
-    db.execute("BEGIN IMMEDIATE")
-    time.sleep(1.5)
-    db.execute("ROLLBACK")
-    db.close()
+    hold_write_lock(embedded, 1.5)
     ended = {f"{name}:end" for name in names}
     assert wait_until(lambda: ended <= set(ledger_lines(embedded)), 30), worker.log()[-2000:]
     assert worker.stop() == 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from tests.integration.supervised import cluster_for
 
 from .ledger import FaultRow
+from .tmpfs import fill, mounted_tmpfs
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -26,47 +26,11 @@ RESULT_TIMEOUT_S = 60.0
 HOST = socket.gethostname()
 
 
-def mount_tmpfs(path: Path, size: int) -> None:
-    path.mkdir(parents=True, mode=0o700)
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tqfault", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for the log directory: {result.stderr.strip()}")
-
-
-def fill(directory: Path) -> Path:
-    """Write a file in `directory` until its filesystem refuses with ENOSPC."""
-    filler = directory / "filler"
-    block = b"\0" * 65536
-    with open(filler, "wb", buffering=0) as handle:
-        for _ in range(LOG_FS_BYTES // len(block) + 2):
-            try:
-                handle.write(block)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC, exc
-                break
-        else:
-            raise AssertionError("the log filesystem never filled up")
-        # the last partial block, byte by byte
-        for _ in range(len(block)):
-            try:
-                handle.write(b"\0")
-            except OSError:
-                break
-    return filler
-
-
 @pytest.fixture
 def full_log_cluster(tmp_path, monkeypatch):
     log_dir = tmp_path / "data" / "log"  # the supervisor's log directory for this run dir
-    mount_tmpfs(log_dir, LOG_FS_BYTES)
-    try:
+    with mounted_tmpfs(log_dir, LOG_FS_BYTES):
         yield from cluster_for(tmp_path, monkeypatch)
-    finally:
-        subprocess.run(["umount", "-l", str(log_dir)], check=False, capture_output=True)
 
 
 def test_node_keeps_running_when_its_log_disk_is_full(full_log_cluster, fault_row):
