@@ -11,7 +11,7 @@ from tests.conftest import require_broker
 
 redis = pytest.importorskip("redis")
 
-from tq.transports.redis_channel import _holds_bytes  # noqa: E402
+from tq.transports.redis_wakeups import _holds_bytes  # noqa: E402
 
 pytestmark = pytest.mark.timeout(30)
 

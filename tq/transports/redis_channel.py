@@ -7,7 +7,8 @@ What changes against kombu's Redis channel (everything else is inherited):
   step. The call is sent on the hub-registered connection and its reply read when the socket
   is readable, so the hub loop never waits for Redis. When the queues are empty the script
   leaves Redis tracking them (``CLIENT TRACKING``): the next push to any of them makes Redis
-  send an invalidation on the same connection, which starts the next claim. Nothing is popped
+  send an invalidation on the same connection, which starts the next claim (redis_wakeups).
+  Nothing is popped
   by a blocking command, so no message can be lost with a reply on the wire.
 - acks: batched into the next script call (see redis_qos.QoS).
 - publishing: see redis_routing (one client per channel, cached bindings).
@@ -27,9 +28,7 @@ from kombu.utils.scheduling import priority_cycle
 from redis.exceptions import NoScriptError, ResponseError
 
 from ..jsontext import loads
-from . import redis_client_identity
 from .redis_qos import QoS
-from .redis_routing import RoutingChannel
 from .redis_scripts import (
     ACKS_PER_CALL_MAX,
     CLAIM_SCRIPT,
@@ -39,7 +38,8 @@ from .redis_scripts import (
     pack_command,
     parse_claim_reply,
 )
-from .redis_timing import IDLE_POLL_S, CallTiming
+from .redis_timing import CallTiming
+from .redis_wakeups import WakingChannel
 
 if TYPE_CHECKING:
     from .redis import Transport
@@ -55,7 +55,7 @@ SOCKET_TIMEOUT_S = 10.0
 CLAIM_SCRIPT_SHA = hashlib.sha1(CLAIM_SCRIPT.encode()).hexdigest()
 
 
-class Channel(RoutingChannel):
+class Channel(WakingChannel):
     """kombu's Redis channel with batched claims and acks."""
 
     QoS = QoS
@@ -76,14 +76,6 @@ class Channel(RoutingChannel):
         self._last_score = 0.0
         self._no_ack_queues = set()
         super().__init__(*args, **kwargs)
-
-    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
-        params = super()._connparams(asynchronous=asynchronous)
-        params.update(redis_client_identity())
-        if asynchronous:
-            # Invalidation pushes arrive on the consuming connection itself: RESP3 only.
-            params["protocol"] = 3
-        return params
 
     def answers(self, timeout_s: float) -> bool:
         """Whether Redis answers a PING within timeout_s, on a connection of its own."""
@@ -197,44 +189,6 @@ class Channel(RoutingChannel):
         if call.claims:
             timing.woken = False
             timing.last_claim_at = self._brpop_sent_at
-
-    def _enable_tracking(self, connection: Any) -> None:
-        connection._parser.set_invalidation_push_handler(self._on_invalidation)
-        if self._tracked_sock is connection._sock:
-            return
-        # NOLOOP: our own pops do not wake us. The reply comes before anything we send next.
-        connection.send_command("CLIENT", "TRACKING", "ON", "NOLOOP", check_health=False)
-        try:
-            connection.read_response()
-        except ResponseError as exc:
-            if not self._timing.polling:
-                logger.warning(
-                    "Redis refused CLIENT TRACKING (%s): idle consumers poll every %.0f ms "
-                    "instead of being woken; allow the command for this user, or set "
-                    "broker_redis_transport='kombu'",
-                    exc,
-                    IDLE_POLL_S * 1000,
-                )
-            self._timing.polling = True
-            self.connection.keep_ticking(IDLE_POLL_S)
-        self._tracked_sock = connection._sock
-
-    def _on_invalidation(self, response: Any) -> Any:
-        self._timing.woken = True
-        return response
-
-    def _read_pushes(self, connection: Any, *, buffered_only: bool = False) -> None:
-        # Pushes can sit in redis-py's buffer, where the poller would never see them. After a
-        # reply only that buffer needs a look: bytes in the socket wake the poller anyway.
-        try:
-            while connection._sock is not None and _holds_bytes(
-                connection, buffered_only=buffered_only
-            ):
-                connection.read_response(push_request=True)
-        except self.connection_errors:
-            self._tracked_sock = None
-            connection.disconnect()
-            raise
 
     def _brpop_read(self, **options: Any) -> bool:
         """Read what the consuming connection has: the reply to our call, or wake-ups."""
@@ -467,10 +421,3 @@ class Channel(RoutingChannel):
             else:
                 self._give_back(queue, raw, payload)
 
-
-def _holds_bytes(connection: Any, *, buffered_only: bool) -> bool:
-    """Whether redis-py has bytes to read: in its parser's buffer, or (unless buffered_only)
-    in the socket (can_read: three system calls to find it empty; hiredis's parser always)."""
-    buffer = getattr(connection._parser, "_buffer", None) if buffered_only else None
-    unread_bytes = getattr(buffer, "unread_bytes", None)
-    return bool(connection.can_read(timeout=0) if unread_bytes is None else unread_bytes())

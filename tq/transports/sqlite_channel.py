@@ -9,7 +9,6 @@ that transaction before the loop sleeps again): one transaction per poll, not tw
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -23,14 +22,12 @@ from kombu.transport.base import to_rabbitmq_queue_arguments
 from kombu.utils.json import dumps
 
 from ..jsontext import loads
-from . import restore_due
+from .sqlite_qos import QoS
 from .sqlite_schema import NewMessage
 from .sqlite_store import BrokerStore
 
 if TYPE_CHECKING:
     from .sqlite import Transport
-
-logger = logging.getLogger("tq.transports.sqlite")
 
 #: Most messages one claim transaction takes for a consumer without a prefetch limit.
 CLAIM_BATCH_MAX = 16
@@ -44,81 +41,6 @@ CLAIM_COALESCE_S = 0.004
 EMPTY_RECHECK_S = 0.001
 #: AMQP delivery_mode of a message the broker need not keep across a power loss.
 TRANSIENT_DELIVERY_MODE = 1
-
-
-class QoS(virtual.QoS):
-    """Prefetch accounting plus acks, rejects and restores written to the unacked table."""
-
-    channel: Channel
-    _delivered: Any  # kombu declares it None at class level; an OrderedDict per instance
-
-    def ack(self, delivery_tag: str) -> None:
-        """Delete the acked message for good (now, or with the hub loop's next transaction)."""
-        transport = self.channel.connection
-        if transport is None or not transport.defer_ack(delivery_tag):
-            self.channel.store.ack([delivery_tag])
-        super().ack(delivery_tag)
-        self.channel.on_capacity_freed()
-
-    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
-        """Drop the message, or put it back at the head of its queue if requeue."""
-        if requeue:
-            self.channel.store.restore([delivery_tag])
-        else:
-            self.channel.store.ack([delivery_tag])
-        self._quick_ack(delivery_tag)
-        self.channel.on_capacity_freed()
-
-    def restore_unacked(self) -> list[tuple[BaseException, Any]]:
-        """Put every message this channel holds (delivered or claimed) back at its queue's head.
-
-        If the store refuses (locked past busy_timeout, a full disk), the messages stay held
-        here, for restore_unacked_once to try again; the errors are returned, as kombu expects.
-        """
-        self._flush()
-        tags = list(self._delivered) + self.channel.claimed_tags()
-        try:
-            if tags:
-                self.channel.store.restore(tags)  # its transaction writes pending acks first
-            else:
-                self.channel.store.flush_acks()  # acks the dropped connection could not write
-        except Exception as exc:
-            return [(exc, message) for message in self._delivered.values()] or [(exc, None)]
-        self._delivered.clear()
-        self.channel.take_claimed_tags()
-        return []
-
-    def restore_unacked_once(self, stderr: Any = None) -> bool:
-        """Restore everything held once; if the store refuses, keep it held for a retry and
-        return False.
-
-        kombu marks the channel restored even when the restore failed: the messages would stay
-        unacked under this process, which lives on (the worker reconnects), until it exits.
-        tq's worker calls this again once it has reconnected (restore_orphans).
-        """
-        if not restore_due(self):
-            return True
-        state = self._delivered
-        held = len(state) + len(self.channel.claimed_tags())
-        if held:
-            logger.info("Restoring %d unacknowledged message(s)", held)
-        errors = self.restore_unacked()
-        if errors:
-            logger.warning(
-                "could not requeue %d unacknowledged message(s) yet (%r): kept for a retry "
-                "after reconnecting, else they go back when this process exits",
-                held,
-                errors[0][0],
-            )
-            return False
-        state.restored = True
-        return True
-
-    def restore_visible(self, *args: Any, **kwargs: Any) -> None:
-        """Restore messages of dead holders and past the visibility timeout."""
-        transport = self.channel.connection
-        if transport is not None:
-            transport.restore_orphans()
 
 
 class Channel(virtual.Channel):
