@@ -8,8 +8,7 @@ What changes against kombu's Redis channel (everything else is inherited):
   is readable, so the hub loop never waits for Redis. When the queues are empty the script
   leaves Redis tracking them (``CLIENT TRACKING``): the next push to any of them makes Redis
   send an invalidation on the same connection, which starts the next claim (redis_wakeups).
-  Nothing is popped
-  by a blocking command, so no message can be lost with a reply on the wire.
+  Nothing is popped by a blocking command, so no message can be lost with a reply on the wire.
 - acks: batched into the next script call (see redis_qos.QoS).
 - publishing: see redis_routing (one client per channel, cached bindings).
 """
