@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import time
@@ -11,32 +10,22 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kombu import Consumer
-from kombu.asynchronous import Hub, set_event_loop
+from kombu.asynchronous import Hub
 from kombu.clocks import LamportClock
 
-from .. import sdnotify
-from ..events import HEARTBEAT_INTERVAL_S
 from ..jsontext import register_json_decoder
 from ..protocol import utcnow
-from . import control, eta, handoff, outcomes, shutdown, tasklines
+from . import control, eta, handoff, loop, outcomes, shutdown, tasklines
 from .acks import BatchedAcks
 from .child import child_loop
-from .connection import (
-    BrokerUnreachable,
-    StoppedWhileConnecting,
-    connect_with_retry,
-    drop_sockets,
-    keep_heartbeats,
-    preload_broker_modules,
-    recoverable_errors,
-    restore_orphans,
-)
+from .connection import preload_broker_modules
 from .executor import execute
 from .heartbeat import WorkerEvents
 from .inproc import make_pool
 from .limits import enforce_time_limits
-from .logs import defer_flushes, flush_deferred, reopen_log_files
-from .pool import Child, PreforkPool
+from .logs import reopen_log_files
+from .loop import COLD, RUNNING, STOPPED, WARM
+from .pool import Child
 from .request import Held, receive, receive_rules, received_event_fields
 from .shutdown import ShutdownSignals
 
@@ -45,14 +34,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tq.worker")
 
-#: How often the parent checks time limits and pool health.
-HOUSEKEEPING_INTERVAL_S = 0.1
-#: A connection lost sooner than this after it was made counts as a failed attempt to connect
-#: (connect_with_retry backs off), so a broker that refuses what the worker declares does not
-#: make it reconnect in a tight loop.
-STABLE_CONNECTION_S = 1.0
-
-RUNNING, WARM, COLD, STOPPED = "RUNNING", "WARM", "COLD", "STOPPED"
+__all__ = ["COLD", "RUNNING", "STOPPED", "WARM", "Worker", "WorkerOptions"]
 
 
 @dataclass
@@ -100,8 +82,8 @@ class Worker:
             for name, task in app.tasks.items()
             if (bucket := control.rate_bucket(task.rate_limit or default_rate))
         }
-        self._rate_wakeup_pending = False
-        self._orphaned_channels: list[Any] = []
+        self.rate_wakeup_pending = False
+        self.orphaned_channels: list[Any] = []
         self.last_busy = time.monotonic()
         self.processed: Counter[str] = Counter()
         self.lost_runs = outcomes.LostRuns()
@@ -114,17 +96,17 @@ class Worker:
         self.connection: Any = None
         self.task_consumer: Consumer | None = None
         self.acks: BatchedAcks | None = None
-        self._control_consumer: Any = None
-        self._hub: Hub | None = None
-        self._loop: Any = None  # the hub's loop (a generator), made on first turn
+        self.control_consumer: Any = None
+        self.current_hub: Hub | None = None  # made anew for each connection (loop.build_hub)
+        self.turns: Any = None  # the hub's loop (a generator), made on first turn
         self.gave_up = False  # the broker stayed unreachable (BrokerUnreachable): exit 1
         self.pool: Any = None
 
     @property
     def hub(self) -> Hub:
         """The event loop of the current connection."""
-        assert self._hub is not None, "the hub exists once run() has started"
-        return self._hub
+        assert self.current_hub is not None, "the hub exists once run() has started"
+        return self.current_hub
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -175,106 +157,11 @@ class Worker:
             call_soon=lambda cb, *args: self.hub.call_soon(cb, *args),
         )
 
-    def _build_hub(self) -> Hub:
-        """A new event loop with no broker in it: the pool, signals and housekeeping.
-
-        Made at start and each time a connection is dropped: what the connection had put in
-        the old one (its sockets, heartbeats, ETA timers, a rate-limit wake-up) goes with it.
-        """
-        old = self._hub
-        hub = Hub()
-        set_event_loop(hub)
-        self._hub = hub
-        self._loop = None
-        self._rate_wakeup_pending = False
-        if self.pool is not None and isinstance(self.pool, PreforkPool):
-            for child in self.pool.children:
-                if child.result_reader is not None:
-                    hub.add_reader(child.result_reader.fileno(), self.pool._on_readable, child)
-        deliver = getattr(self.pool, "deliver", None)  # in-process pools: work done meanwhile
-        if deliver is not None:
-            hub.call_soon(deliver)
-        hub.add_reader(self.signals.reader, self.signals.on_wakeup)
-        hub.call_repeatedly(HOUSEKEEPING_INTERVAL_S, self._housekeeping)
-        hub.on_tick.add(flush_deferred)
-        if old is not None:
-            _retire(old)
-        return hub
-
-    def _turn(self) -> None:
-        """One turn of the event loop: due callbacks and timers, then I/O (waiting until the
-        next timer at most, HOUSEKEEPING_INTERVAL_S)."""
-        if self._loop is None:
-            self._loop = self.hub.create_loop()
-        try:
-            next(self._loop)
-        except StopIteration:
-            self._loop = None
-        if self.state == WARM and not self.active and not self.queued:
-            self.state = STOPPED
-
-    # -- connection --------------------------------------------------------------------------
-
-    def _start_consuming(self) -> None:
-        connection = self.connection
-        # Put back by a pool process that died or retired while the broker was away: the
-        # broker has given those messages back to their queue already.
-        self.reserved.clear()
-        channel = connection.channel()
-        if connection.transport.driver_type == "amqp":
-            self.acks = BatchedAcks(channel)
-            self.hub.on_tick.add(self.acks.flush)
-        consumer = Consumer(
-            channel,
-            queues=self.queues,
-            on_message=self._on_message,
-            accept=self.accept,
-            auto_declare=True,
-        )
-        consumer.qos(prefetch_count=self.prefetch_limit)
-        # Before consume(): py-amqp may hand over waiting messages while it waits for
-        # ConsumeOk, and their task-received events need a dispatcher.
-        self.events.connect(connection)
-        consumer.consume()
-        self.task_consumer = consumer
-        if not self.app.conf.worker_disable_remote_control:
-            self._control_consumer = control.listen(self, connection)
-        self.hub.call_repeatedly(HEARTBEAT_INTERVAL_S, self.events.heartbeat)
-        self.hub.propagate_errors = connection.connection_errors + connection.channel_errors
-        self._loop = None  # a loop reads propagate_errors once, when it is made
-        connection.transport.register_with_event_loop(connection.connection, self.hub)
-        keep_heartbeats(self.hub, connection)
-
-    def _drop_connection(self) -> None:
-        # Messages from a dead connection go back to their queue (AMQP does it on the server;
-        # Redis and the embedded broker keep them as "unacked": restore_orphans returns them
-        # once the broker answers again (connection.restore_orphans), not after the visibility timeout).
-        # collect(): no closing handshake, which a broker gone silent would never answer.
-        self.reserved.clear()
-        self.eta_held.clear()
-        handoff.take_back_all(self)
-        for held in list(self.active.values()) + list(self.queued.values()):
-            held.acknowledged = True if held.acks_late else held.acknowledged
-        if self.task_consumer is not None:
-            self._orphaned_channels.append(self.task_consumer.channel)
-        self.task_consumer = None
-        self.acks = None
-        self._control_consumer = None
-        self.events.disconnect()
-        if self.connection is not None:
-            transport = getattr(self.connection, "_transport", None)
-            for channel in list(getattr(transport, "channels", None) or ()):
-                drop_sockets(channel)
-            with contextlib.suppress(Exception):
-                self.connection.collect()
-        self.connection = None
-        self._build_hub()
-
     def update_qos(self) -> None:
         if self.task_consumer is not None:
             self.task_consumer.qos(prefetch_count=self.prefetch_limit)
 
-    # -- the loop ----------------------------------------------------------------------------
+    # -- the loop (tq.worker.loop) -----------------------------------------------------------
 
     def run(self) -> int:
         """Run until shut down; return the process exit code."""
@@ -282,73 +169,13 @@ class Worker:
         register_json_decoder()
         preload_broker_modules(self.app)
         self.pool = self._make_pool()
-        self._build_hub()
+        loop.build_hub(self)
         self.pool.start()
         try:
-            self._run_loop()
+            loop.run(self)
         finally:
             shutdown.finish(self)
         return 1 if self.gave_up and not self.exit_code else self.exit_code
-
-    def _run_loop(self) -> None:
-        """Connect, consume, and reconnect after a loss; while there is no broker the loop
-        still turns (results, time limits, signals), and a warm stop lets the running tasks
-        finish without one."""
-        announced = False
-        failures = 0  # connections lost again right after they were made, in a row
-        connected_at = 0.0
-        while self.state != STOPPED:
-            try:
-                if self.connection is None and self.state == RUNNING:
-                    self.connection = connect_with_retry(
-                        self.app,
-                        first=not announced,
-                        failures=failures,
-                        keep_trying=lambda: self.state == RUNNING,
-                        on_wait=self._turn,
-                    )
-                    connected_at = time.monotonic()
-                    self._start_consuming()
-                    restore_orphans(self._orphaned_channels)
-                    outcomes.store_pending(self)
-                    if not announced:
-                        self.events.online()
-                        logger.info("%s ready.", self.hostname)
-                        sdnotify.ready(f"{self.hostname} consuming {len(self.queues)} queue(s)")
-                        announced = True
-                # Log lines are written once per turn of the loop (before it waits), not one
-                # write per line; outside the loop (connecting, stopping) each is written at once.
-                defer_flushes(True)
-                try:
-                    while self.state != STOPPED and (
-                        self.connection is not None or self.state != RUNNING
-                    ):
-                        self._turn()
-                finally:
-                    defer_flushes(False)
-            except StoppedWhileConnecting:
-                pass  # a warm stop: the loop above lets the running tasks finish
-            except BrokerUnreachable as exc:
-                logger.critical("consumer: %s. Stopping.", exc)
-                self.gave_up = True
-                self.request_stop(cold=False, reason="broker unreachable")
-            except recoverable_errors(self.connection) as exc:
-                lasted_s = time.monotonic() - connected_at
-                failures = failures + 1 if lasted_s < STABLE_CONNECTION_S else 0
-                if self.state == RUNNING:
-                    logger.error(
-                        "consumer: Connection to broker lost: %r. "
-                        "Trying to re-establish the connection...",
-                        exc,
-                    )
-                else:
-                    logger.warning(
-                        "consumer: Connection to broker lost while stopping: %r. "
-                        "Waiting for %d running task(s) without it.",
-                        exc,
-                        len(self.active) + len(self.queued),
-                    )
-                self._drop_connection()
 
     def request_stop(self, *, cold: bool, reason: str = "") -> None:
         """Begin a warm (finish active tasks) or cold (kill them) shutdown."""
@@ -367,7 +194,7 @@ class Worker:
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def _on_message(self, message: Any) -> None:
+    def on_message(self, message: Any) -> None:
         if self.acks is not None:
             self.acks.delivered(message)
         if self.state != RUNNING:
@@ -441,12 +268,12 @@ class Worker:
             if not handoff.hand(self, held, child):
                 break
         self.reserved.extendleft(reversed(limited))
-        if wait_s is not None and not self._rate_wakeup_pending:
-            self._rate_wakeup_pending = True
+        if wait_s is not None and not self.rate_wakeup_pending:
+            self.rate_wakeup_pending = True
             self.hub.call_later(max(wait_s, 0.001), self._rate_wakeup)
 
     def _rate_wakeup(self) -> None:
-        self._rate_wakeup_pending = False
+        self.rate_wakeup_pending = False
         self.dispatch()
 
     def next_job_id(self) -> int:
@@ -465,7 +292,7 @@ class Worker:
 
     # -- housekeeping ------------------------------------------------------------------------
 
-    def _housekeeping(self) -> None:
+    def housekeeping(self) -> None:
         now = time.monotonic()
         enforce_time_limits(self.active.values(), self.pool, now)
         self.pool.check_alive()
@@ -491,17 +318,6 @@ class Worker:
     def discard_revoked(self, held: Held) -> None:
         """Drop a held request that was revoked."""
         outcomes.discard_revoked(self, held, "revoked")
-
-
-def _retire(hub: Hub) -> None:
-    """Free a dropped hub's poller and waker (file descriptors): each reconnection makes a new
-    hub, and a broker that comes and goes for days must not use them up."""
-    with contextlib.suppress(Exception):
-        hub._close_poller()
-    waker = getattr(hub, "_waker", None)
-    if waker is not None:
-        with contextlib.suppress(Exception):
-            waker.close()
 
 
 def _log_received(request: Any, again: bool) -> None:
