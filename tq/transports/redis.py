@@ -137,9 +137,7 @@ class Transport(kombu_redis.Transport):
             channel.do_restore = False
             # A reply half read when Redis went silent would hold the loop for socket_timeout:
             # with the sockets closed, a read fails at once (the worker goes on without Redis).
-            drop = getattr(channel, "drop_sockets", None)
-            if drop is not None:
-                drop()
+            channel.drop_sockets()
 
     def renew_leases(self) -> None:
         """Renew the leases of every tq channel's held messages (see redis_qos)."""

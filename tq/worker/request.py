@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,13 +50,7 @@ class Held:
 
     def reject(self, requeue: bool) -> None:
         """Reject the message once (requeue it, or drop it)."""
-        if self.acknowledged:
-            return
-        self.acknowledged = True
-        try:
-            self.message.reject(requeue=requeue)
-        except Exception as exc:
-            logger.warning("could not reject %s[%s]: %r", self.request.name, self.request.id, exc)
+        self._settle("reject", lambda: self.message.reject(requeue=requeue))
 
     def give_back(self) -> None:
         """Requeue the message unrun, first in line where the transport can put it there.
@@ -69,15 +64,18 @@ class Held:
         give_back = getattr(qos, "give_back", None)
         if give_back is None:
             self.reject(requeue=True)
-            return
+        else:
+            self._settle("requeue", lambda: give_back(self.message.delivery_tag))
+
+    def _settle(self, what: str, settle: Callable[[], Any]) -> None:
+        """Settle the message once (ack has its own copy: it runs for every task)."""
         if self.acknowledged:
             return
         self.acknowledged = True
         try:
-            give_back(self.message.delivery_tag)
-        except Exception as exc:  # unacked in the broker still: restored on close, or later
-            logger.warning("could not requeue %s[%s]: %r", self.request.name, self.request.id, exc)
-
+            settle()
+        except Exception as exc:  # unacked in the broker still: it comes back
+            logger.warning("could not %s %s[%s]: %r", what, self.request.name, self.request.id, exc)
 
 @dataclass(frozen=True)
 class ReceiveRules:
