@@ -10,10 +10,11 @@ import time
 import uuid
 
 import pytest
-from kombu import Connection, Consumer, Exchange, Queue
-from kombu.asynchronous import Hub
+from kombu import Connection, Exchange, Queue
 
 from tq.transports import TQ_REDIS_TRANSPORT
+
+from .test_redis_transport import held_consumer
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -36,19 +37,8 @@ def test_acks_riding_a_call_dropped_by_the_health_check_are_written(redis_broker
                     {"n": n}, exchange=queue.exchange, routing_key=name, declare=[queue]
                 )
             held: list = []
-            consumer = Consumer(
-                conn.channel(), [queue], accept=["json"], callbacks=[lambda b, m: held.append(m)]
-            )
-            consumer.qos(prefetch_count=2)
-            consumer.consume()
-            hub = Hub()
-            conn.transport.register_with_event_loop(conn.connection, hub)
-            loop = hub.create_loop()
+            hub, loop = held_consumer(conn, queue, held, prefetch=2, count=2)
             try:
-                deadline = time.monotonic() + 10
-                while len(held) < 2 and time.monotonic() < deadline:
-                    next(loop)
-                assert len(held) == 2
                 assert raw.hlen(prefix + "unacked") == 2
                 acked_tag = held[0].delivery_tag
                 # The consuming connection goes silent (a half-open TCP connection); new
@@ -66,15 +56,6 @@ def test_acks_riding_a_call_dropped_by_the_health_check_are_written(redis_broker
                         next(loop)
                     except conn.connection_errors:  # a dead connection met: go round again
                         loop = hub.create_loop()
-                channel = consumer.channel
-                print(
-                    "in_flight:",
-                    channel._in_flight,
-                    "pending:",
-                    channel._pending_acks,
-                    "lost:",
-                    channel._lost_claims,
-                )
                 # The channel is consuming again on a new connection, idle; the ack was
                 # made >10 s ago.
                 assert raw.hexists(prefix + "unacked", acked_tag) is False, (

@@ -8,32 +8,20 @@ from __future__ import annotations
 import time
 
 import pytest
-from kombu import Consumer, Queue
-from kombu.asynchronous import Hub
 
-from .test_redis_transport import connect, direct_queue, publish, raw_client, redis_url  # noqa: F401
+from .test_redis_transport import (  # noqa: F401
+    connect,
+    direct_queue,
+    held_consumer,
+    publish,
+    raw_client,
+    redis_url,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
 #: How long the loop runs after the ack: ACK_HOLD_S / CLAIM_HOLD_S are a few ms.
 SETTLE_S = 1.0
-
-
-def held_consumer(connection, queue: Queue, pending: list) -> tuple[Hub, object]:
-    """A hub consumer with a prefetch of 4 that has received (and holds) four messages."""
-    consumer = Consumer(
-        connection.channel(), [queue], accept=["json"], callbacks=[lambda b, m: pending.append(m)]
-    )
-    consumer.qos(prefetch_count=4)
-    consumer.consume()
-    hub = Hub()
-    connection.transport.register_with_event_loop(connection.connection, hub)
-    loop = hub.create_loop()
-    deadline = time.monotonic() + 10
-    while len(pending) < 4 and time.monotonic() < deadline:
-        next(loop)
-    assert len(pending) == 4
-    return hub, loop
 
 
 def test_an_ack_is_written_soon_when_no_claim_is_coming(redis_url, redis_broker):  # noqa: F811
@@ -43,7 +31,7 @@ def test_an_ack_is_written_soon_when_no_claim_is_coming(redis_url, redis_broker)
     with connect(redis_url) as connection:
         publish(connection, queue, range(4))
         pending: list = []
-        hub, loop = held_consumer(connection, queue, pending)
+        hub, loop = held_consumer(connection, queue, pending, prefetch=4, count=4)
         try:
             assert client.hlen(unacked_key) == 4
             pending[0].ack()  # one task finished; three still run, and the queue is empty
@@ -60,22 +48,9 @@ def test_a_slot_freed_while_the_window_is_held_is_filled_soon(redis_url, redis_b
     with connect(redis_url) as connection:
         publish(connection, queue, range(3))
         pending: list = []
-        consumer = Consumer(
-            connection.channel(),
-            [queue],
-            accept=["json"],
-            callbacks=[lambda b, m: pending.append(m)],
-        )
-        consumer.qos(prefetch_count=4)
-        consumer.consume()
-        hub = Hub()
-        connection.transport.register_with_event_loop(connection.connection, hub)
-        loop = hub.create_loop()
+        # Three long tasks run; one slot of four is free.
+        hub, loop = held_consumer(connection, queue, pending, prefetch=4, count=3)
         try:
-            deadline = time.monotonic() + 10
-            while len(pending) < 3 and time.monotonic() < deadline:
-                next(loop)
-            assert len(pending) == 3  # three long tasks run; one slot of four is free
             publish(connection, queue, [3])
             published_at = time.monotonic()
             while len(pending) < 4 and time.monotonic() - published_at < SETTLE_S:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from kombu import Connection, Consumer, Exchange, Queue
-from kombu.asynchronous import Hub
+from kombu import Connection, Exchange, Queue
 
 from tq.transports import TQ_REDIS_TRANSPORT
+
+from .test_redis_transport import held_consumer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -25,19 +26,8 @@ def test_acks_and_claims_survive_a_script_flush(own_redis):
         for n in range(3):
             producer.publish({"n": n}, exchange=queue.exchange, routing_key=name, declare=[queue])
         held: list = []
-        consumer = Consumer(
-            conn.channel(), [queue], accept=["json"], callbacks=[lambda b, m: held.append(m)]
-        )
-        consumer.qos(prefetch_count=2)
-        consumer.consume()
-        hub = Hub()
-        conn.transport.register_with_event_loop(conn.connection, hub)
-        loop = hub.create_loop()
+        hub, loop = held_consumer(conn, queue, held, prefetch=2, count=2)
         try:
-            deadline = time.monotonic() + 10
-            while len(held) < 2 and time.monotonic() < deadline:
-                next(loop)
-            assert len(held) == 2
             raw.script_flush()
             held[0].ack()
             held[1].ack()

@@ -6,7 +6,8 @@ import json
 import time
 
 import pytest
-from kombu import Connection, Exchange, Queue
+from kombu import Connection, Consumer, Exchange, Queue
+from kombu.asynchronous import Hub
 from kombu.transport import redis as kombu_redis
 
 from tq.transports import TQ_REDIS_TRANSPORT, redis_timing
@@ -85,6 +86,24 @@ def consume(connection: Connection, queues, count: int, *, prefetch: int, ack: b
             except TimeoutError:
                 pass
     return received
+
+
+def held_consumer(connection, queue: Queue, held: list, *, prefetch: int, count: int):
+    """Consume `queue` under a kombu Hub (prefetch `prefetch`), turning its loop until `count`
+    messages were received into `held`; return the hub and its loop."""
+    consumer = Consumer(
+        connection.channel(), [queue], accept=["json"], callbacks=[lambda b, m: held.append(m)]
+    )
+    consumer.qos(prefetch_count=prefetch)
+    consumer.consume()
+    hub = Hub()
+    connection.transport.register_with_event_loop(connection.connection, hub)
+    loop = hub.create_loop()
+    deadline = time.monotonic() + 10
+    while len(held) < count and time.monotonic() < deadline:
+        next(loop)
+    assert len(held) == count
+    return hub, loop
 
 
 def test_claims_take_messages_in_kombus_order_across_queues_and_priorities(redis_url, redis_broker):
